@@ -1,0 +1,37 @@
+"""Interleaved comparison: judge speed by ratios measured under the same conditions.
+
+This machine is shared and its speed drifts by several times within minutes, so
+benchmarks that run one after the other cannot be compared. `interleaved_medians`
+alternates calls between the measured function and its baselines, call by call, and
+returns each one's median; the ratios go into pytest-benchmark's `extra_info`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+
+def interleaved_medians(
+    functions: dict[str, Callable[[], object]], *, rounds: int, warmup: int = 3
+) -> dict[str, float]:
+    for fn in functions.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[str, list[int]] = {name: [] for name in functions}
+    for _ in range(rounds):
+        for name, fn in functions.items():
+            start = time.perf_counter_ns()
+            fn()
+            samples[name].append(time.perf_counter_ns() - start)
+    return {name: float(np.median(values)) / 1e9 for name, values in samples.items()}
+
+
+def record(benchmark, medians: dict[str, float], subject: str) -> None:
+    """Store the interleaved medians (s) and the subject's ratio to each baseline."""
+    for name, value in medians.items():
+        benchmark.extra_info[f"interleaved_median_s.{name}"] = value
+        if name != subject:
+            benchmark.extra_info[f"ratio_to.{name}"] = medians[subject] / value

@@ -1,0 +1,4 @@
+"""The Ray layer: Serve deployments and actors that wrap engine objects.
+
+Thin adapters only; every routing rule lives in `tinydancer`.
+"""
