@@ -4,35 +4,54 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
-from tinydancer.weights import save_model
+from tinydancer.weights import RouterModel, save_model
 
 __all__ = ["run"]
 
 
+def _agent_model(args: argparse.Namespace) -> tuple[RouterModel, dict[str, Any]]:
+    from tinydancer.datasets import load_split
+    from tinydancer.evaluation.offline import calibrate_knob
+    from tinydancer.training.agent import split_indices, train_agent_model
+
+    data = load_split(args.data)
+    model, report = train_agent_model(data, seed=args.seed)
+    _, _, calibration_rows = split_indices(len(data), args.seed)
+    report["willingness_to_pay"] = calibrate_knob(model, data.take(calibration_rows))
+    return model.with_info(willingness_to_pay=report["willingness_to_pay"]), report
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.synthetic_candidates:
+    if args.data:
+        model, report = _agent_model(args)
+    else:
         from tinydancer.training.candidate import train_candidate_model
 
         model, report = train_candidate_model(seed=args.seed, n_queries=args.queries)
-    else:  # pragma: no cover - argparse requires one source
-        raise SystemExit("choose a training source")
     path = save_model(model, args.out)
-    report = {"out": str(path), **report}
+    report = {"out": str(path), **report, "version": model.version}
     if args.json:
         print(json.dumps(report, indent=2, default=str))
-    else:
+        return 0
+    print(
+        f"wrote {path} (version {model.version}, {model.size_bytes} bytes of weights, "
+        f"sparsity {model.sparsity:.2f})"
+    )
+    for key in (
+        "test_auc",
+        "test_auc_heuristic",
+        "test_brier",
+        "validation_brier",
+        "int8_vs_float32_max_abs_diff",
+        "conformal_test_coverage",
+    ):
+        if key in report:
+            print(f"  {key}: {report[key]:.4f}")
+    if "willingness_to_pay" in report:
         print(
-            f"wrote {path} (version {model.version}, {model.size_bytes} bytes of weights, "
-            f"sparsity {model.sparsity:.2f})"
+            f"  willingness to pay (USD per unit quality) to reach a share of the best agent: "
+            f"{report['willingness_to_pay']}"
         )
-        for key in (
-            "test_auc",
-            "test_auc_heuristic",
-            "test_brier",
-            "int8_vs_float32_max_abs_diff",
-            "conformal_test_coverage",
-        ):
-            if key in report:
-                print(f"  {key}: {report[key]:.4f}")
     return 0

@@ -46,6 +46,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return _cli_train.run(args)
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from tinydancer import _cli_eval
+
+    return _cli_eval.run_eval(args)
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from tinydancer import _cli_eval
+
+    return _cli_eval.run_replay(args)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from tinydancer import _cli_demo
 
@@ -67,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a model and write it as safetensors")
     source = train.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", help="agent mode: a routing-outcomes split directory")
     source.add_argument(
         "--synthetic-candidates",
         action="store_true",
@@ -79,6 +92,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--json", action="store_true", help="print the training summary as JSON")
     commands["train"] = _cmd_train
+
+    evaluate = sub.add_parser("eval", help="evaluate an agent model and baselines on a test split")
+    evaluate.add_argument("--data", required=True, help="test split directory")
+    evaluate.add_argument("--model", required=True, help="agent-mode model file")
+    evaluate.add_argument("--train", help="training split (enables the kNN and logistic baselines)")
+    evaluate.add_argument("--json", action="store_true", help="print exactly the documented JSON")
+    evaluate.add_argument("--plot", help="write the cost-quality curves to this PNG")
+    evaluate.add_argument(
+        "--bootstrap", type=int, default=1000, help="paired-bootstrap rounds (0 = none)"
+    )
+    evaluate.add_argument("--bootstrap-json", help="write the bootstrap intervals to this file")
+    evaluate.add_argument("--seed", type=int, default=0)
+    commands["eval"] = _cmd_eval
+
+    replay = sub.add_parser(
+        "replay", help="online evaluation: stream a split, reveal only chosen outcomes"
+    )
+    replay.add_argument("--data", required=True, help="split directory to stream")
+    replay.add_argument("--model", required=True, help="agent-mode model file")
+    replay.add_argument(
+        "--drift", help="agent whose quality drops to 0 half-way ('auto' = the busiest)"
+    )
+    replay.add_argument("--passes", type=int, default=1, help="stream the split this many times")
+    replay.add_argument(
+        "--willingness-to-pay", type=float, help="USD per unit of quality (default: calibrated)"
+    )
+    replay.add_argument("--seed", type=int, default=0)
+    replay.add_argument("--json", action="store_true")
+    commands["replay"] = _cmd_replay
 
     inspect = sub.add_parser("inspect", help="describe a model file")
     inspect.add_argument("file")

@@ -90,6 +90,18 @@ class RouterModel:
         total = sum(q.size for q in qs)
         return float(sum(int((q == 0).sum()) for q in qs) / total) if total else 0.0
 
+    def with_info(self, **entries: Any) -> RouterModel:
+        """A copy with entries added to `info` (same weights, same version)."""
+        return RouterModel(
+            self.mode,
+            self.config,
+            self.stored,
+            self.feature_schema,
+            self.calibration,
+            self.version,
+            {**self.info, **entries},
+        )
+
     def float_params(self) -> dict[str, np.ndarray]:
         """Dequantized float32 parameters (what the jitted function computes with)."""
         return dequantize_numpy(self.stored)

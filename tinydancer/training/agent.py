@@ -1,0 +1,145 @@
+"""Train the agent-mode quality model from a routing-outcomes split.
+
+One FastGRNN reads a request's message embeddings (one time step per message) and
+predicts, through one output per agent, the probability that each agent answers
+well. All agents share the recurrent representation (multi-task), which is what lets
+a thousand prompts inform eleven heads. Loss: binary cross-entropy over the observed
+(prompt, agent) cells only; head biases start at each agent's base rate.
+
+The training split is cut into fit / validation (early stopping) / calibration
+(split-conformal) slices by prompt; nothing is fitted on the calibration slice.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from tinydancer.conformal import calibrate
+from tinydancer.datasets import RoutingOutcomes
+from tinydancer.embedding import DEFAULT_EMBEDDING
+from tinydancer.fastgrnn import FastGRNNConfig, forward, init_params
+from tinydancer.quantization import QUANTIZATION_SCHEME, dequantize_numpy
+from tinydancer.reference import fastgrnn_forward
+from tinydancer.training import metrics
+from tinydancer.training.fit import FitSettings, train_fastgrnn
+from tinydancer.weights import RouterModel
+
+__all__ = ["predict_quality", "split_indices", "train_agent_model"]
+
+DEFAULT_SETTINGS = FitSettings(
+    learning_rate=2e-3,
+    weight_decay=1e-2,
+    batch_size=64,
+    max_epochs=300,
+    patience=20,
+    sparsity=0.3,
+    retrain_epochs=40,
+)
+
+
+def _loss(
+    params: dict[str, jax.Array], x: jax.Array, y: jax.Array, observed: jax.Array
+) -> jax.Array:
+    logits = forward(params, x[:, None, :])  # (B, A)
+    per_cell = observed * optax.sigmoid_binary_cross_entropy(logits, y)
+    return per_cell.sum(axis=1) / jnp.maximum(observed.sum(axis=1), 1.0)
+
+
+def split_indices(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(fit, validation, calibration) prompt indices of a training split (70 / 15 / 15)."""
+    order = np.random.default_rng(seed).permutation(n)
+    cut = int(0.15 * n)
+    return order[2 * cut :], order[:cut], order[cut : 2 * cut]
+
+
+def predict_quality(params: dict[str, np.ndarray], embeddings: np.ndarray) -> np.ndarray:
+    """(n, A) predicted quality for single-message requests (numpy; used offline)."""
+    logits = fastgrnn_forward(params, embeddings[:, None, :])
+    return 1.0 / (1.0 + np.exp(-logits))
+
+
+def train_agent_model(
+    data: RoutingOutcomes,
+    *,
+    seed: int = 0,
+    hidden_dim: int = 32,
+    w_rank: int | None = 16,
+    alpha: float = 0.1,
+    settings: FitSettings | None = None,
+    lineage: dict[str, Any] | None = None,
+) -> tuple[RouterModel, dict[str, Any]]:
+    """Fit, prune, quantize and calibrate on one split; returns the model and a summary."""
+    base = settings or DEFAULT_SETTINGS
+    settings = FitSettings(**{**base.__dict__, "seed": seed})
+    fit_rows, val, cal = split_indices(len(data), seed)
+    quality = data.quality
+    targets = np.nan_to_num(quality).astype(np.float32)
+    observed = (~np.isnan(quality)).astype(np.float32)
+    x = data.embeddings
+    n_agents = len(data.agents)
+    config = FastGRNNConfig(
+        input_dim=x.shape[1], hidden_dim=hidden_dim, output_dim=n_agents, w_rank=w_rank
+    )
+    initial = {
+        k: np.asarray(v) for k, v in init_params(config, key=jax.random.PRNGKey(seed)).items()
+    }
+    base_rate = np.clip(np.nanmean(quality[fit_rows], axis=0), 0.02, 0.98)
+    initial["head.bias"] = np.log(base_rate / (1 - base_rate)).astype(np.float32)
+    stored, summary = train_fastgrnn(
+        config,
+        _loss,
+        (x[fit_rows], targets[fit_rows], observed[fit_rows]),
+        (x[val], targets[val], observed[val]),
+        settings,
+        initial=initial,
+    )
+    float_params = summary.pop("float_params")
+    int8 = dequantize_numpy(stored)
+    p_cal = predict_quality(int8, x[cal])
+    mask = observed[cal] > 0
+    calibration = calibrate(p_cal[mask], quality[cal][mask], alpha=alpha)
+    p_val_int8, p_val_float = predict_quality(int8, x[val]), predict_quality(float_params, x[val])
+    val_mask = observed[val] > 0
+    source = "/".join(Path(data.source).parts[-3:]) if data.source else ""
+    report = {
+        "source": source,
+        "agents": list(data.agents),
+        "prompts": {"fit": len(fit_rows), "validation": len(val), "calibration": len(cal)},
+        "validation_auc_per_agent": {
+            a: metrics.roc_auc(p_val_int8[val_mask[:, j], j], quality[val][val_mask[:, j], j])
+            for j, a in enumerate(data.agents)
+        },
+        "validation_brier": metrics.brier(p_val_int8[val_mask], quality[val][val_mask]),
+        "int8_vs_float32_max_abs_diff": float(np.max(np.abs(p_val_int8 - p_val_float))),
+        "training": {k: v for k, v in summary.items() if k != "pruned"},
+        "seed": seed,
+    }
+    mean_cost = np.nanmean(data.cost_usd[fit_rows], axis=0)
+    model = RouterModel(
+        mode="agent",
+        config=config,
+        stored=stored,
+        feature_schema={
+            "embedding": DEFAULT_EMBEDDING.to_dict(),
+            "agents": list(data.agents),
+            "input": "message embeddings, one time step per message, oldest first",
+        },
+        calibration=calibration,
+        info={
+            "report": report,
+            "quantization": QUANTIZATION_SCHEME["name"],
+            "agent_mean_cost_usd": dict(zip(data.agents, map(float, mean_cost), strict=True)),
+            "agent_base_quality": dict(zip(data.agents, map(float, base_rate), strict=True)),
+            "lineage": lineage or {"data": source, "parent_model": None},
+        },
+    )
+    report["size_bytes"] = model.size_bytes
+    report["sparsity"] = model.sparsity
+    report["version"] = model.version
+    return model, report
