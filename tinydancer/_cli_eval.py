@@ -1,4 +1,4 @@
-"""`tinydancer eval` and `tinydancer replay`."""
+"""`tinydancer eval` and `tinydancer replay` (`eval --history`: see `_cli_learning`)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,18 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tinydancer._errors import ConfigError
+
 __all__ = ["run_eval", "run_replay"]
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    if getattr(args, "history", None):
+        from tinydancer import _cli_learning
+
+        return _cli_learning.run_eval(args)
+    if getattr(args, "serving", None):
+        raise ConfigError("--serving applies to --history evaluation only")
     from tinydancer.datasets import load_split
     from tinydancer.evaluation.offline import evaluate
     from tinydancer.weights import load_model

@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from tinydancer._errors import ConfigError
 from tinydancer.weights import RouterModel, save_model
 
 __all__ = ["run"]
@@ -24,6 +25,12 @@ def _agent_model(args: argparse.Namespace) -> tuple[RouterModel, dict[str, Any]]
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "history", None):
+        from tinydancer import _cli_learning
+
+        return _cli_learning.run_train(args)
+    if getattr(args, "model", None):
+        raise ConfigError("--model (a parent model) applies to --history training only")
     if args.data:
         model, report = _agent_model(args)
     else:

@@ -14,11 +14,10 @@ Agent columns (`AGENT_ROWS`) and request parameters (`REQUEST_COLUMNS`) travel a
 float32 array each, so a call passes few host arrays.
 
 Thompson draws come from a pool of standard normals kept on the device: the host picks
-a random offset per request (seeded, so routing is reproducible) and the kernel reads S
-consecutive rows. Generating thousands of normals per call with threefry cost more than
-the rest of the kernel on a small CPU; a pool lookup is one gather. Requests share pool
-rows only by chance overlap of offsets, which leaves each request's draws standard
-normal and the propensity estimate unbiased.
+a random offset per request (seeded, so routing is reproducible). Generating thousands
+of normals per call with threefry cost more than the rest of the kernel on a small CPU;
+a pool lookup is one gather. The deciding draw is each request's own; the S - 1 draws
+that estimate the propensity are shared by the requests of one call.
 """
 
 from __future__ import annotations
@@ -148,16 +147,20 @@ def score_agents(
         return jnp.where(ok, u, -jnp.inf)
 
     if explore:
-        # draws for request b are pool rows offset_b .. offset_b + S - 1 (offsets drawn by the host)
-        rows_ = (
-            col["offset"].astype(jnp.int32)[None, :] + jnp.arange(draws, dtype=jnp.int32)[:, None]
-        )  # (S, B)
-        z = jnp.take(normals, rows_, axis=0)  # (S, B, A, 2)
-        theta = mu[None, None] + jnp.einsum("aij,sbaj->sbai", chol, z)  # (S, B, A, 2)
-        samples = jnp.clip(jnp.einsum("bak,sbak->sba", phi, theta), 0.0, 1.0)  # (S, B, A)
-        utilities = utility(samples)  # (S, B, A)
-        chosen = utility(samples[0])
-        # every draw, the deciding one included, so the chosen agent's estimate is >= 1/S
+        # The deciding draw is the request's own (pool row offset_b); the draws that
+        # estimate its propensity are shared by the batch (rows offset_0 + 1 .. S - 1):
+        # common random numbers keep each request's estimate unbiased at a fraction of
+        # the cost of S draws per request.
+        offsets = col["offset"].astype(jnp.int32)  # (B,)
+        z_own = jnp.take(normals, offsets, axis=0)  # (B, A, 2)
+        theta_own = mu[None] + jnp.einsum("aij,baj->bai", chol, z_own)  # (B, A, 2)
+        chosen = utility(jnp.clip(jnp.einsum("bak,bak->ba", phi, theta_own), 0.0, 1.0))  # (B, A)
+        z_shared = jax.lax.dynamic_slice_in_dim(
+            normals, offsets[0] + 1, draws - 1, axis=0
+        )  # (S-1, A, 2)
+        theta_shared = mu[None] + jnp.einsum("aij,saj->sai", chol, z_shared)  # (S-1, A, 2)
+        samples = jnp.clip(jnp.einsum("bak,sak->sba", phi, theta_shared), 0.0, 1.0)  # (S-1, B, A)
+        utilities = jnp.concatenate([chosen[None], utility(samples)], axis=0)  # (S, B, A)
         wins = jax.nn.one_hot(jnp.argmax(utilities, axis=-1), ok.shape[-1])  # (S, B, A)
         propensity = jnp.where(ok, wins.mean(axis=0), 0.0)
     else:

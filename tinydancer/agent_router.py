@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from tinydancer import bandit
 from tinydancer._errors import (
     AgentsUnavailableError,
-    FeedbackError,
     InvalidRequestError,
     ModelFileError,
     NoEligibleAgentError,
@@ -37,15 +35,16 @@ from tinydancer._ids import new_request_id
 from tinydancer._staging import bucket_for
 from tinydancer.agent_kernel import AGENT_ROWS, OUTPUT_ROWS, REQUEST_COLUMNS, score_agents
 from tinydancer.agent_types import AgentDecision, AgentRequest
-from tinydancer.breaker import BreakerState, CircuitBreaker
+from tinydancer.breaker import BreakerState, CircuitBreaker, RoutingBreaker
 from tinydancer.conformal import uncertainty_table
 from tinydancer.embedding import as_embedding
+from tinydancer.ledger import DecisionLedger
 from tinydancer.quantization import pack
 from tinydancer.registry import AgentRegistry
 from tinydancer.runtime import use_sync_dispatch
 from tinydancer.weights import RouterModel, load_model, shipped_model_path
 
-__all__ = ["AgentRouter", "AgentRouterConfig"]
+__all__ = ["AgentRouter", "AgentRouterConfig", "ColumnarDecisions"]
 
 _OUT = {name: i for i, name in enumerate(OUTPUT_ROWS)}
 _REQ = {name: i for i, name in enumerate(REQUEST_COLUMNS)}
@@ -104,6 +103,41 @@ class _Snapshot:
 
 
 @dataclass(frozen=True, eq=False)
+class ColumnarDecisions:
+    """Decisions for N requests as columns; `agent_index` -1 = no eligible agent."""
+
+    request_ids: list[str]
+    agent_names: list[str]
+    agent_index: np.ndarray
+    confidence: np.ndarray
+    uncertainty: np.ndarray
+    expected_quality: np.ndarray
+    estimated_cost_usd: np.ndarray
+    model_quality: np.ndarray
+    alternatives: list[list[str]]
+    model_version: str
+
+    def __len__(self) -> int:
+        return len(self.request_ids)
+
+    @property
+    def agents(self) -> list[str | None]:
+        return [self.agent_names[i] if i >= 0 else None for i in self.agent_index.tolist()]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "request_id": self.request_ids,
+            "agent": self.agents,
+            "confidence": self.confidence.tolist(),
+            "uncertainty": self.uncertainty.tolist(),
+            "expected_quality": self.expected_quality.tolist(),
+            "estimated_cost_usd": self.estimated_cost_usd.tolist(),
+            "alternatives": self.alternatives,
+            "model_version": self.model_version,
+        }
+
+
+@dataclass(frozen=True, eq=False)
 class _Model:
     model: RouterModel
     weights: tuple[Any, Any, Any]
@@ -118,7 +152,7 @@ class AgentRouter:
     def __init__(
         self,
         registry: AgentRegistry,
-        breaker: CircuitBreaker | None = None,
+        breaker: RoutingBreaker | None = None,
         config: AgentRouterConfig | None = None,
         *,
         model: RouterModel | None = None,
@@ -128,14 +162,14 @@ class AgentRouter:
         if self.config.sync_dispatch:
             use_sync_dispatch()
         self.registry = registry
-        self.breaker = breaker if breaker is not None else CircuitBreaker(clock=clock)
+        self.breaker: RoutingBreaker = (
+            breaker if breaker is not None else CircuitBreaker(clock=clock)
+        )
         self._clock = clock
         self._lock = threading.Lock()
         self._offsets = np.random.default_rng(self.config.seed)
         self._pool: tuple[int, Any] | None = None  # (agent bucket, (P, A, 2) normals on the device)
-        self._decisions: OrderedDict[str, tuple[frozenset[str], dict[str, float], bool]] = (
-            OrderedDict()
-        )
+        self.ledger = DecisionLedger(self.config.decision_cache_size)
         self._permits: dict[str, int] = {}
         self._model = self._prepare(
             model if model is not None else self._read(self.config.model_path)
@@ -438,6 +472,121 @@ class AgentRouter:
                 for i, request in enumerate(requests)
             ]
 
+    def route_embeddings(
+        self,
+        embeddings: np.ndarray,
+        template: AgentRequest | None = None,
+        *,
+        remember: bool = True,
+        chunk: int = 1024,
+    ) -> ColumnarDecisions:
+        """Route N single-message requests sharing one objective and constraints, column-wise.
+
+        The fast path for bulk traffic: no per-request Python objects; rows with no
+        eligible agent get agent index -1. Each row's embedding is checked (finite,
+        non-zero).
+        """
+        template = template or AgentRequest()
+        model = self._model
+        dim = model.model.embedding.dim
+        block = np.asarray(embeddings, np.float32)
+        if block.ndim != 2 or block.shape[1] != dim or block.shape[0] == 0:
+            raise InvalidRequestError(
+                "embeddings", f"array of shape {block.shape}", f"shape (N >= 1, {dim})"
+            )
+        norms = np.einsum("ij,ij->i", block, block)
+        bad = np.flatnonzero(~np.isfinite(norms) | (norms == 0))
+        if bad.size:
+            raise InvalidRequestError(
+                f"embeddings[{int(bad[0])}]",
+                "a zero or non-finite vector",
+                "finite, non-zero embeddings",
+            )
+        count = block.shape[0]
+        draws = self.registry.bandit_config.propensity_samples + 1
+        outputs = []
+        with self._lock:
+            snap = self.snapshot()
+            if not snap.names:
+                raise NoEligibleAgentError({"registry": ["(no agents registered)"]})
+            row = self._request_row(template, snap, 1)
+            eligible_row = self._eligible(template, snap).astype(np.float32)
+            for start in range(0, count, chunk):
+                part = block[start : start + chunk]
+                size = part.shape[0]
+                batch = bucket_for(size) if size > 1 else 1
+                messages = np.zeros((batch, 1, dim), np.float32)
+                messages[:size, 0] = part
+                rows = np.broadcast_to(row, (batch, row.shape[0])).copy()
+                rows[:, _REQ["offset"]] = self._offsets.integers(0, _POOL_DRAWS - draws, batch)
+                eligible = np.broadcast_to(eligible_row, (batch, eligible_row.shape[0]))
+                out = np.asarray(
+                    score_agents(
+                        *model.weights,
+                        model.table,
+                        snap.agents,
+                        snap.specialization,
+                        messages,
+                        rows,
+                        np.ascontiguousarray(eligible),
+                        self._normals(len(snap.base_eligible)),
+                        layout=model.layout,
+                        draws=draws,
+                        explore=self.config.explore,
+                    )
+                )
+                outputs.append(out[:size])
+        out = np.concatenate(outputs)  # (N, rows, A)
+        utility = out[:, _OUT["utility"]]
+        order = np.argsort(-utility, axis=1, kind="stable")[:, :4]
+        best = order[:, 0]
+        rows_index = np.arange(count)
+        routable = np.isfinite(utility[rows_index, best])
+        chosen = np.where(routable, best, -1)
+        pick = np.maximum(chosen, 0)
+        ids = [new_request_id() for _ in range(count)]
+        names = np.asarray(
+            snap.names + ("",) * (len(snap.base_eligible) - len(snap.names)), dtype=object
+        )
+        finite = np.isfinite(
+            np.take_along_axis(utility, order, axis=1)
+        )  # (N, 4) ranked and eligible
+        ranked_names = np.where(
+            finite, names[order], np.full(finite.shape, None, dtype=object)
+        ).tolist()
+        known = np.take_along_axis(out[:, _OUT["known"]], order, axis=1) > 0
+        ranked_quality = np.where(
+            known & finite, np.take_along_axis(out[:, _OUT["model_quality"]], order, axis=1), np.nan
+        ).tolist()
+        result = ColumnarDecisions(
+            request_ids=ids,
+            agent_names=list(snap.names),
+            agent_index=chosen,
+            confidence=np.where(routable, out[rows_index, _OUT["propensity"], pick], 0.0),
+            uncertainty=out[rows_index, _OUT["uncertainty"], pick],
+            expected_quality=out[rows_index, _OUT["quality"], pick],
+            estimated_cost_usd=out[rows_index, _OUT["cost"], pick],
+            model_quality=out[rows_index, _OUT["model_quality"], pick],
+            alternatives=[[a for a in row[1:] if a is not None] for row in ranked_names],
+            model_version=model.model.version,
+        )
+        if remember:
+            remember_entry = self.ledger.remember
+            for i in np.flatnonzero(routable).tolist():
+                row = ranked_names[i]
+                kept = [j for j, a in enumerate(row) if a is not None]
+                remember_entry(
+                    ids[i],
+                    [row[j] for j in kept],
+                    [
+                        None
+                        if ranked_quality[i][j] != ranked_quality[i][j]
+                        else ranked_quality[i][j]
+                        for j in kept
+                    ],
+                )
+        return result
+
     def _decide(
         self,
         request: AgentRequest,
@@ -500,11 +649,14 @@ class AgentRouter:
             inference_time_us=elapsed_us,
         )
         if remember:
-            alternatives = frozenset(r[0] for r in ranked)
-            model_quality = {
-                r[0]: float(out[_OUT["model_quality"], snap.index[r[0]]]) for r in ranked
-            }
-            self._remember(request_id, alternatives, model_quality, bool(out[_OUT["known"], best]))
+            known = out[_OUT["known"]]
+            qualities = [
+                float(out[_OUT["model_quality"], snap.index[r[0]]])
+                if known[snap.index[r[0]]] > 0
+                else None
+                for r in ranked
+            ]
+            self.ledger.remember(request_id, [r[0] for r in ranked], qualities)
             self.breaker.routed(request_id, name)
         return decision
 
@@ -555,13 +707,6 @@ class AgentRouter:
         return excluded
 
     # -- feedback --------------------------------------------------------------------------
-    def _remember(
-        self, request_id: str, agents: frozenset[str], model_quality: dict[str, float], known: bool
-    ) -> None:
-        self._decisions[request_id] = (agents, model_quality, known)
-        if len(self._decisions) > self.config.decision_cache_size:
-            self._decisions.popitem(last=False)
-
     def record_outcome(
         self,
         request_id: str,
@@ -577,20 +722,7 @@ class AgentRouter:
         agent that was neither the choice nor one of its alternatives.
         """
         with self._lock:
-            entry = self._decisions.get(request_id)
-            if entry is None:
-                raise FeedbackError(
-                    "unknown_request",
-                    f"request_id {request_id!r} was not issued by this "
-                    "router or its feedback was already recorded",
-                )
-            agents, model_quality, _ = entry
-            if agent not in agents:
-                raise FeedbackError(
-                    "agent_mismatch",
-                    f"agent {agent!r} was not chosen or offered for request "
-                    f"{request_id!r}; expected one of {sorted(agents)}",
-                )
+            entry = self.ledger.check(request_id, agent)
             self.registry.record_outcome(
                 request_id,
                 agent,
@@ -598,7 +730,16 @@ class AgentRouter:
                 latency_ms,
                 quality,
                 cost_usd,
-                model_quality=model_quality.get(agent),
+                model_quality=entry.model_quality.get(agent),
             )
-            del self._decisions[request_id]
+            self.ledger.consume(request_id, agent)
             self.breaker.record(agent, success, request_id)
+
+    def use_state(self, registry: AgentRegistry, breaker: Any) -> None:
+        """Swap in a new registry / breaker (replicas do this with fresh snapshots) and
+        rebuild the routing snapshot off the request path."""
+        with self._lock:
+            registry.set_known_to_model(self._model.heads)
+            self.registry, self.breaker, self._snapshot = registry, breaker, None
+            self._permits.clear()
+            self.snapshot()

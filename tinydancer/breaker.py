@@ -32,11 +32,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["AgentBreaker", "BreakerConfig", "BreakerState", "CircuitBreaker", "Transition"]
+__all__ = [
+    "AgentBreaker",
+    "BreakerConfig",
+    "BreakerState",
+    "BreakerView",
+    "CircuitBreaker",
+    "Transition",
+]
 
 
 class BreakerState(StrEnum):
@@ -255,6 +262,7 @@ class CircuitBreaker:
         return {
             "version": self.version,
             "at": now,
+            "next_change_at": self.next_change_at(),
             "states": {n: a.state.value for n, a in self.agents.items()},
         }
 
@@ -271,3 +279,52 @@ class CircuitBreaker:
 
     def forget(self, name: str) -> None:
         self.agents.pop(name, None)
+
+
+class RoutingBreaker(Protocol):
+    """What a router needs from breakers: a CircuitBreaker, or a replica's BreakerView."""
+
+    version: int
+
+    def state(self, name: str) -> BreakerState: ...
+    def lease(self, name: str, wanted: int = 1) -> int: ...
+    def next_change_at(self) -> float: ...
+    def routed(self, request_id: str, name: str) -> None: ...
+    def record(self, name: str, success: bool, request_id: str | None = None) -> BreakerState: ...
+
+
+class BreakerView:
+    """A replica's read-only view of the breakers: states from the CircuitBreaker's
+    snapshot plus the probe permits leased to this replica. Duck-types what AgentRouter
+    needs from a CircuitBreaker; outcomes go to the owner of the real breaker."""
+
+    def __init__(
+        self, snapshot: dict[str, Any] | None = None, permits: dict[str, int] | None = None
+    ) -> None:
+        snapshot = snapshot or {"version": 0, "states": {}, "next_change_at": float("inf")}
+        self.version = int(snapshot["version"])
+        self._states = {name: BreakerState(state) for name, state in snapshot["states"].items()}
+        self._next_change_at = float(snapshot.get("next_change_at", float("inf")))
+        self.permits = dict(permits or {})
+
+    def state(self, name: str) -> BreakerState:
+        return self._states.get(name, BreakerState.CLOSED)
+
+    def half_open(self) -> list[str]:
+        return [n for n, s in self._states.items() if s is BreakerState.HALF_OPEN]
+
+    def lease(self, name: str, wanted: int = 1) -> int:
+        granted = min(wanted, self.permits.get(name, 0))
+        self.permits[name] = self.permits.get(name, 0) - granted
+        return granted
+
+    def next_change_at(self) -> float:
+        return self._next_change_at
+
+    def routed(self, request_id: str, name: str) -> None:
+        """Decision timeouts are tracked by the breaker's owner."""
+
+    def record(self, name: str, success: bool, request_id: str | None = None) -> BreakerState:
+        raise RuntimeError(
+            "a BreakerView is read-only: send outcomes to the CircuitBreaker's owner"
+        )

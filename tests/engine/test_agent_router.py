@@ -300,18 +300,20 @@ def test_half_open_probes_are_limited_by_the_budget():
 def test_feedback_is_accepted_once_for_the_chosen_agent_or_an_alternative():
     router = make_router()
     decision = router.route(AgentRequest(embedding=embedding()))
-    with pytest.raises(FeedbackError, match="not chosen or offered") as info:
+    with pytest.raises(FeedbackError, match="neither chosen nor offered") as info:
         router.record_outcome(decision.request_id, "someone-else", success=True)
     assert info.value.reason == "agent_mismatch"
     router.record_outcome(
         decision.request_id, decision.alternatives[0].agent, success=True, quality=1.0
     )
-    with pytest.raises(FeedbackError, match="already recorded"):
+    with pytest.raises(FeedbackError, match="already recorded") as replay:
         router.record_outcome(decision.request_id, decision.agent, success=True)
+    assert replay.value.reason == "replayed"
     with pytest.raises(FeedbackError) as unknown:
         router.record_outcome("f" * 32, decision.agent, success=True)
     assert unknown.value.reason == "unknown_request"
     assert router.registry.metrics(decision.alternatives[0].agent).requests == 1
+    assert router.ledger.refused == {"unknown_request": 1, "replayed": 1, "agent_mismatch": 1}
 
 
 def test_routing_is_deterministic_given_the_seed():
@@ -407,3 +409,18 @@ def test_registry_changes_reach_the_next_decision():
     chosen = router.route(AgentRequest(embedding=e, optimize_for="quality")).agent
     router.registry.set_active(chosen, False)
     assert router.route(AgentRequest(embedding=e, optimize_for="quality")).agent != chosen
+
+
+def test_columnar_routing_matches_one_by_one_and_remembers_for_feedback():
+    router = make_router(explore=False)
+    block = np.stack([embedding(i) for i in range(50)])
+    columns = router.route_embeddings(block, AgentRequest(willingness_to_pay=0.12))
+    single = [router.route(AgentRequest(embedding=e, willingness_to_pay=0.12)) for e in block]
+    assert columns.agents == [d.agent for d in single]
+    np.testing.assert_allclose(
+        columns.expected_quality, [d.expected_quality for d in single], rtol=1e-5
+    )
+    assert len(set(columns.request_ids)) == 50 and len(columns.to_dict()["agent"]) == 50
+    router.record_outcome(columns.request_ids[3], columns.agents[3], success=True, quality=1.0)
+    with pytest.raises(EmbeddingError if False else InvalidRequestError, match=r"embeddings\[1\]"):
+        router.route_embeddings(np.stack([embedding(0), np.zeros(384, np.float32)]))

@@ -75,7 +75,7 @@ def test_cli_inspect_and_demo(capsys):
     assert main(["inspect", str(shipped_model_path("candidate"))]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["mode"] == "candidate" and info["embedding"]["dim"] == 384
-    assert main(["demo", "--requests", "30", "--candidates", "20", "--json"]) == 0
+    assert main(["demo", "--in-process", "--requests", "30", "--candidates", "20", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["requests"] == 30 and summary["fallback_requests"] == 0
     assert summary["lightweight_precision"] is None or summary["lightweight_precision"] > 0.5

@@ -8,10 +8,16 @@ a thousand prompts inform eleven heads. Loss: binary cross-entropy over the obse
 
 The training split is cut into fit / validation (early stopping) / calibration
 (split-conformal) slices by prompt; nothing is fitted on the calibration slice.
+
+Retraining from the routing history (`tinydancer.history.learning`) uses the same
+function with one observed cell per prompt (the agent that served it), a per-prompt
+loss weight (`row_weight`, inverse propensities) and the parent model's weights as the
+starting point (`initial`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +28,7 @@ import optax
 
 from tinydancer.conformal import calibrate
 from tinydancer.datasets import RoutingOutcomes
-from tinydancer.embedding import DEFAULT_EMBEDDING
+from tinydancer.embedding import DEFAULT_EMBEDDING, EmbeddingSpec
 from tinydancer.fastgrnn import FastGRNNConfig, forward, init_params
 from tinydancer.quantization import QUANTIZATION_SCHEME, dequantize_numpy
 from tinydancer.reference import fastgrnn_forward
@@ -51,6 +57,30 @@ def _loss(
     return per_cell.sum(axis=1) / jnp.maximum(observed.sum(axis=1), 1.0)
 
 
+def _weighted_loss(
+    params: dict[str, jax.Array],
+    x: jax.Array,
+    y: jax.Array,
+    observed: jax.Array,
+    weight: jax.Array,
+) -> jax.Array:
+    return weight * _loss(params, x, y, observed)  # (B,)
+
+
+def _column_means(
+    matrix: np.ndarray, fallback: np.ndarray | float, row_weight: np.ndarray | None = None
+) -> np.ndarray:
+    """NaN-aware (weighted) column means; `fallback` for a column without any value."""
+    present = ~np.isnan(matrix)
+    if row_weight is None:
+        counts = present.sum(axis=0)
+        return np.where(counts > 0, np.nansum(matrix, axis=0) / np.maximum(counts, 1), fallback)
+    weight = present * row_weight[:, None]  # (n, A)
+    totals = weight.sum(axis=0)
+    sums = (np.nan_to_num(matrix) * weight).sum(axis=0)
+    return np.where(totals > 0, sums / np.where(totals > 0, totals, 1.0), fallback)
+
+
 def split_indices(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(fit, validation, calibration) prompt indices of a training split (70 / 15 / 15)."""
     order = np.random.default_rng(seed).permutation(n)
@@ -70,11 +100,20 @@ def train_agent_model(
     seed: int = 0,
     hidden_dim: int = 32,
     w_rank: int | None = 16,
+    u_rank: int | None = None,
     alpha: float = 0.1,
     settings: FitSettings | None = None,
     lineage: dict[str, Any] | None = None,
+    row_weight: np.ndarray | None = None,
+    initial: Mapping[str, np.ndarray] | None = None,
+    embedding: EmbeddingSpec = DEFAULT_EMBEDDING,
 ) -> tuple[RouterModel, dict[str, Any]]:
-    """Fit, prune, quantize and calibrate on one split; returns the model and a summary."""
+    """Fit, prune, quantize and calibrate on one split; returns the model and a summary.
+
+    `row_weight` (n,) weights each prompt's loss (None: every prompt counts once);
+    `initial` replaces the random start, head included (None: fresh weights, head
+    biases at each agent's base rate on the fit slice).
+    """
     base = settings or DEFAULT_SETTINGS
     settings = FitSettings(**{**base.__dict__, "seed": seed})
     fit_rows, val, cal = split_indices(len(data), seed)
@@ -84,20 +123,34 @@ def train_agent_model(
     x = data.embeddings
     n_agents = len(data.agents)
     config = FastGRNNConfig(
-        input_dim=x.shape[1], hidden_dim=hidden_dim, output_dim=n_agents, w_rank=w_rank
+        input_dim=x.shape[1],
+        hidden_dim=hidden_dim,
+        output_dim=n_agents,
+        w_rank=w_rank,
+        u_rank=u_rank,
     )
-    initial = {
-        k: np.asarray(v) for k, v in init_params(config, key=jax.random.PRNGKey(seed)).items()
-    }
-    base_rate = np.clip(np.nanmean(quality[fit_rows], axis=0), 0.02, 0.98)
-    initial["head.bias"] = np.log(base_rate / (1 - base_rate)).astype(np.float32)
+    # An agent without an outcome in the fit slice (a parent's agent absent from a log)
+    # keeps a neutral base rate rather than NaN; with row weights the rate is weighted too.
+    fit_weight = None if row_weight is None else np.asarray(row_weight, np.float64)[fit_rows]
+    base_rate = np.clip(_column_means(quality[fit_rows], 0.5, fit_weight), 0.02, 0.98)
+    if initial is None:
+        start = {
+            k: np.asarray(v) for k, v in init_params(config, key=jax.random.PRNGKey(seed)).items()
+        }
+        start["head.bias"] = np.log(base_rate / (1 - base_rate)).astype(np.float32)
+    else:
+        start = {k: np.asarray(v, np.float32) for k, v in initial.items()}
+    loss: Callable[..., jax.Array] = _loss
+    columns = [x, targets, observed]
+    if row_weight is not None:
+        loss, columns = _weighted_loss, [*columns, np.asarray(row_weight, np.float32)]
     stored, summary = train_fastgrnn(
         config,
-        _loss,
-        (x[fit_rows], targets[fit_rows], observed[fit_rows]),
-        (x[val], targets[val], observed[val]),
+        loss,
+        [c[fit_rows] for c in columns],
+        [c[val] for c in columns],
         settings,
-        initial=initial,
+        initial=start,
     )
     float_params = summary.pop("float_params")
     int8 = dequantize_numpy(stored)
@@ -120,13 +173,13 @@ def train_agent_model(
         "training": {k: v for k, v in summary.items() if k != "pruned"},
         "seed": seed,
     }
-    mean_cost = np.nanmean(data.cost_usd[fit_rows], axis=0)
+    mean_cost = _column_means(data.cost_usd[fit_rows], np.nan)
     model = RouterModel(
         mode="agent",
         config=config,
         stored=stored,
         feature_schema={
-            "embedding": DEFAULT_EMBEDDING.to_dict(),
+            "embedding": embedding.to_dict(),
             "agents": list(data.agents),
             "input": "message embeddings, one time step per message, oldest first",
         },

@@ -1,0 +1,378 @@
+"""Reports over the routing history, each one parameterised SQL query.
+
+    reader = HistoryReader("tinydancer-history.duckdb")  # a history file, opened read-only,
+    reader = HistoryReader("tinydancer-history.exports")  # or a Parquet export directory
+    reader.agents(since="2026-11-01")  # [{"agent": ..., "decisions": ..., ...}, ...]
+    reader.report("timeseries", since=1_763_000_000, bucket="day")
+
+A running writer holds its DuckDB file (one process may open it read-write, and then no
+other may open it at all), so analysts of a live cluster read its exports; a stopped
+store's file can be read directly.
+
+Reports (`REPORTS`; columns in `REPORT_COLUMNS`):
+
+| report | one row per | window on |
+|---|---|---|
+| `agents` | chosen agent: decisions, traffic share, outcomes, success rate, quality, latency p50/p95/p99, cost | decisions.ts |
+| `savings` | (one row) actual cost of decisions with outcomes vs always using the strongest agent | decisions.ts |
+| `timeseries` | hour or day: decisions, outcomes, success rate, quality, cost, share per agent | decisions.ts |
+| `breakers` | agent x to_state: transitions, first and last | breaker_transitions.ts |
+| `models` | model_version: decisions, first and last seen | decisions.ts |
+| `integrity` | (one row) decisions, outcomes, duplicates, unmatched on either side | each table's own ts |
+
+Outcome metrics use the first outcome per request (`duplicate = false`), joined to the
+decision. The window is half-open, `since <= ts < until`; both default to unbounded.
+Times are UTC: ISO-8601 (a zone offset is converted, none means UTC), a date, or Unix
+seconds. Only bound parameters reach the SQL: a report name selects one of the fixed
+strings below, and so does the bucket.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from datetime import UTC, date, datetime
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+import duckdb
+
+from tinydancer._errors import HistoryError, InvalidRequestError
+from tinydancer.history.schema import SCHEMA_VERSION, TABLES, VIEWS
+
+__all__ = [
+    "BUCKETS",
+    "REPORTS",
+    "REPORT_COLUMNS",
+    "HistoryReader",
+    "check_bucket",
+    "check_report",
+    "parse_time",
+]
+
+_WINDOW = (
+    "ts >= coalesce(CAST($since AS TIMESTAMP), '-infinity'::TIMESTAMP) "
+    "AND ts < coalesce(CAST($until AS TIMESTAMP), 'infinity'::TIMESTAMP)"
+)
+# First outcome per request (the outcomes_latest view, spelled out so that reports also
+# work on files and exports without the view).
+_FIRST_OUTCOMES = "SELECT * FROM outcomes WHERE NOT duplicate"
+
+_AGENTS = f"""
+WITH d AS (SELECT request_id, chosen FROM decisions WHERE {_WINDOW}),
+j AS (
+    SELECT d.chosen AS agent, o.request_id IS NOT NULL AS has_outcome, o.success, o.latency_ms,
+           o.quality, o.cost_usd
+    FROM d LEFT JOIN ({_FIRST_OUTCOMES}) o USING (request_id)),
+a AS (
+    SELECT agent, count(*) AS decisions, count(*) FILTER (WHERE has_outcome) AS outcomes,
+           avg(success::DOUBLE) AS success_rate, avg(quality) AS mean_quality,
+           quantile_cont(latency_ms, [0.5, 0.95, 0.99]) AS q,
+           sum(cost_usd) AS total_cost_usd, avg(cost_usd) AS mean_cost_usd
+    FROM j GROUP BY agent)
+SELECT agent, decisions, decisions / sum(decisions) OVER () AS traffic_share, outcomes,
+       success_rate, mean_quality, q[1] AS latency_p50_ms, q[2] AS latency_p95_ms,
+       q[3] AS latency_p99_ms, total_cost_usd, mean_cost_usd
+FROM a ORDER BY decisions DESC, agent"""
+
+# The strongest agent has the highest mean observed quality; always sending every request
+# there would have cost its mean observed cost per request. (A naive counterfactual: it
+# assumes that agent's quality and cost on the traffic it did not get.)
+_SAVINGS = f"""
+WITH j AS (
+    SELECT o.agent, o.quality, o.cost_usd
+    FROM (SELECT request_id FROM decisions WHERE {_WINDOW}) d
+    JOIN ({_FIRST_OUTCOMES}) o USING (request_id)),
+per_agent AS (
+    SELECT agent, avg(quality) AS mean_quality, avg(cost_usd) AS mean_cost_usd
+    FROM j GROUP BY agent),
+strongest AS (
+    SELECT * FROM per_agent WHERE mean_quality IS NOT NULL
+    ORDER BY mean_quality DESC, agent LIMIT 1),
+actual AS (
+    SELECT count(*) AS n, sum(cost_usd) AS total, avg(cost_usd) AS mean, avg(quality) AS quality
+    FROM j)
+SELECT a.n AS decisions_with_outcome, a.total AS actual_total_cost_usd,
+       a.mean AS actual_mean_cost_usd, a.quality AS actual_mean_quality,
+       s.agent AS strongest_agent, s.mean_cost_usd AS strongest_mean_cost_usd,
+       s.mean_quality AS strongest_mean_quality,
+       a.n * s.mean_cost_usd AS always_strongest_total_cost_usd,
+       a.n * s.mean_cost_usd - a.total AS savings_usd,
+       1 - a.total / nullif(a.n * s.mean_cost_usd, 0) AS savings_share
+FROM actual a LEFT JOIN strongest s ON true"""
+
+_TIMESERIES = f"""
+WITH d AS (
+    SELECT date_trunc('{{part}}', ts) AS bucket, request_id, coalesce(chosen, '(none)') AS chosen
+    FROM decisions WHERE {_WINDOW}),
+j AS (
+    SELECT d.bucket, d.chosen, o.request_id IS NOT NULL AS has_outcome, o.success, o.quality,
+           o.cost_usd
+    FROM d LEFT JOIN ({_FIRST_OUTCOMES}) o USING (request_id)),
+totals AS (
+    SELECT bucket, count(*) AS decisions, count(*) FILTER (WHERE has_outcome) AS outcomes,
+           avg(success::DOUBLE) AS success_rate, avg(quality) AS mean_quality,
+           sum(cost_usd) AS cost_usd
+    FROM j GROUP BY bucket),
+per_agent AS (
+    SELECT bucket, chosen, count(*) / sum(count(*)) OVER (PARTITION BY bucket) AS share
+    FROM j GROUP BY bucket, chosen),
+shares AS (
+    SELECT bucket, map(list(chosen ORDER BY chosen), list(share ORDER BY chosen)) AS agent_share
+    FROM per_agent GROUP BY bucket)
+SELECT t.bucket, t.decisions, t.outcomes, t.success_rate, t.mean_quality, t.cost_usd,
+       s.agent_share
+FROM totals t JOIN shares s USING (bucket) ORDER BY t.bucket"""
+
+_BREAKERS = f"""
+SELECT agent, to_state, count(*) AS transitions, min(ts) AS first_ts, max(ts) AS last_ts
+FROM breaker_transitions WHERE {_WINDOW}
+GROUP BY agent, to_state ORDER BY agent, to_state"""
+
+_MODELS = f"""
+SELECT model_version, count(*) AS decisions, min(ts) AS first_seen, max(ts) AS last_seen
+FROM decisions WHERE {_WINDOW}
+GROUP BY model_version ORDER BY first_seen, model_version"""
+
+# Decisions are windowed on their ts, outcomes on theirs (an unmatched outcome has no
+# decision time); "without" looks across all time on the other side.
+_INTEGRITY = f"""
+WITH d AS (SELECT request_id FROM decisions WHERE {_WINDOW}),
+o AS (SELECT request_id, duplicate FROM outcomes WHERE {_WINDOW})
+SELECT (SELECT count(*) FROM d) AS decisions,
+       (SELECT count(*) FROM o) AS outcomes,
+       (SELECT count(*) FROM o WHERE duplicate) AS duplicate_outcomes,
+       (SELECT count(*) FROM (SELECT request_id FROM o WHERE NOT duplicate) f
+            ANTI JOIN decisions x USING (request_id)) AS outcomes_without_decision,
+       (SELECT count(*) FROM d
+            ANTI JOIN ({_FIRST_OUTCOMES}) x USING (request_id)) AS decisions_without_outcome"""
+
+BUCKETS: tuple[str, ...] = ("hour", "day")
+_SQL: MappingProxyType[str, str] = MappingProxyType(
+    {
+        "agents": _AGENTS,
+        "savings": _SAVINGS,
+        "timeseries:hour": _TIMESERIES.format(part="hour"),
+        "timeseries:day": _TIMESERIES.format(part="day"),
+        "breakers": _BREAKERS,
+        "models": _MODELS,
+        "integrity": _INTEGRITY,
+    }
+)
+REPORTS: tuple[str, ...] = ("agents", "savings", "timeseries", "breakers", "models", "integrity")
+REPORT_COLUMNS: MappingProxyType[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "agents": (
+            "agent", "decisions", "traffic_share", "outcomes", "success_rate", "mean_quality",
+            "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "total_cost_usd", "mean_cost_usd",
+        ),
+        "savings": (
+            "decisions_with_outcome", "actual_total_cost_usd", "actual_mean_cost_usd",
+            "actual_mean_quality", "strongest_agent", "strongest_mean_cost_usd",
+            "strongest_mean_quality", "always_strongest_total_cost_usd", "savings_usd",
+            "savings_share",
+        ),
+        "timeseries": (
+            "bucket", "decisions", "outcomes", "success_rate", "mean_quality", "cost_usd",
+            "agent_share",
+        ),
+        "breakers": ("agent", "to_state", "transitions", "first_ts", "last_ts"),
+        "models": ("model_version", "decisions", "first_seen", "last_seen"),
+        "integrity": (
+            "decisions", "outcomes", "duplicate_outcomes", "outcomes_without_decision",
+            "decisions_without_outcome",
+        ),
+    }
+)  # fmt: skip
+
+TimeLike = str | float | int | datetime | date | None
+
+
+def check_report(name: str) -> str:
+    if name not in REPORTS:
+        raise InvalidRequestError("report", name, f"one of {', '.join(REPORTS)}")
+    return name
+
+
+def check_bucket(bucket: str) -> str:
+    if bucket not in BUCKETS:
+        raise InvalidRequestError("bucket", bucket, "'hour' or 'day'")
+    return bucket
+
+
+def parse_time(value: TimeLike, field: str = "since") -> datetime | None:
+    """ISO-8601 text, a date, a datetime or Unix seconds -> naive UTC datetime (None stays)."""
+    expected = "ISO-8601 (2026-11-01 or 2026-11-01T12:00:00+00:00) or Unix seconds"
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, date):
+        moment = datetime(value.year, value.month, value.day)
+    else:
+        seconds: float | None = None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            seconds = float(value)
+        elif isinstance(value, str):
+            try:
+                seconds = float(value)
+            except ValueError:
+                try:
+                    moment = datetime.fromisoformat(value.strip())
+                except ValueError:
+                    raise InvalidRequestError(field, value, expected) from None
+        else:
+            raise InvalidRequestError(field, value, expected)
+        if seconds is not None:
+            if not math.isfinite(seconds) or not 0 <= seconds < 1e11:
+                raise InvalidRequestError(
+                    field, value, expected, "Unix seconds must be finite, >= 0 and not milliseconds"
+                )
+            return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment
+
+
+class HistoryReader:
+    """Read-only reports over a DuckDB history file or a Parquet export directory.
+
+    >>> with HistoryReader("history.duckdb") as reader:  # doctest: +SKIP
+    ...     reader.integrity()[0]["decisions_without_outcome"]
+    """
+
+    def __init__(self, db: str | os.PathLike[str]) -> None:
+        self.path = Path(db)
+        self.kind: Literal["duckdb", "export"]
+        self._files: dict[str, list[str]] = {}
+        if self.path.is_dir():
+            if not any((self.path / table).is_dir() for table in TABLES):
+                raise InvalidRequestError(
+                    "db",
+                    str(db),
+                    f"a history file or an export directory with {'/, '.join(TABLES)}/",
+                )
+            self.kind = "export"
+            self._con = duckdb.connect()
+            self._con.execute("CREATE SCHEMA empty")
+            for table, columns in TABLES.items():
+                self._con.execute(f"CREATE TABLE empty.{table} ({columns})")
+            self._refresh()
+            for name, sql in VIEWS.items():
+                self._con.execute(f"CREATE VIEW {name} AS {sql}")
+        elif self.path.is_file():
+            self.kind = "duckdb"
+            try:
+                self._con = duckdb.connect(str(self.path), read_only=True)
+            except duckdb.Error as exc:
+                raise HistoryError(
+                    f"cannot open {self.path} read-only: {exc} (a running writer holds its file; "
+                    "read the store's Parquet exports instead: --db EXPORT_DIR)"
+                ) from None
+            self._check_file()
+        else:
+            raise InvalidRequestError(
+                "db", str(db), "an existing DuckDB history file or export directory"
+            )
+
+    def _check_file(self) -> None:
+        tables = {
+            r[0] for r in self._con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+        }
+        if not {"decisions", "outcomes"} <= tables:
+            self.close()
+            raise HistoryError(
+                f"{self.path} is not a Tiny Dancer history file (no decisions table)"
+            )
+        if "schema_info" in tables:
+            row = self._con.execute(
+                "SELECT value FROM schema_info WHERE key = 'schema_version'"
+            ).fetchall()
+            version = int(row[0][0]) if row else 1
+            if version > SCHEMA_VERSION:
+                self.close()
+                raise HistoryError(
+                    f"{self.path} has schema version {version}; this Tiny Dancer reads up to "
+                    f"{SCHEMA_VERSION} (upgrade Tiny Dancer)"
+                )
+
+    def _refresh(self) -> None:
+        """(Export directory) point each table's view at the Parquet files present now."""
+        for table in TABLES:
+            files = sorted(str(p) for p in (self.path / table).glob("*.parquet"))
+            if files == self._files.get(table):
+                continue
+            if files:
+                # The relation API takes the file list as data: no path text in our SQL.
+                self._con.read_parquet(files, union_by_name=True).create_view(table)
+            else:
+                self._con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM empty.{table}")
+            self._files[table] = files
+
+    # -- reports ------------------------------------------------------------------------------
+    def report(
+        self, name: str, *, since: TimeLike = None, until: TimeLike = None, bucket: str = "hour"
+    ) -> list[dict[str, Any]]:
+        """Run report `name` (one of REPORTS) over [since, until); a list of dict rows."""
+        key = check_report(name)
+        check_bucket(bucket)
+        if name == "timeseries":
+            key = f"timeseries:{bucket}"
+        low, high = parse_time(since, "since"), parse_time(until, "until")
+        if low is not None and high is not None and high <= low:
+            raise InvalidRequestError(
+                "until", str(until), f"a time after since ({low.isoformat()})"
+            )
+        rows = self.query(_SQL[key], {"since": low, "until": high})
+        for row in rows:  # DuckDB gives MAP values as dicts; keep their key order stable
+            if isinstance(row.get("agent_share"), dict):
+                row["agent_share"] = {k: float(v) for k, v in row["agent_share"].items()}
+        return rows
+
+    def agents(self, since: TimeLike = None, until: TimeLike = None) -> list[dict[str, Any]]:
+        return self.report("agents", since=since, until=until)
+
+    def savings(self, since: TimeLike = None, until: TimeLike = None) -> list[dict[str, Any]]:
+        return self.report("savings", since=since, until=until)
+
+    def timeseries(
+        self, since: TimeLike = None, until: TimeLike = None, bucket: str = "hour"
+    ) -> list[dict[str, Any]]:
+        return self.report("timeseries", since=since, until=until, bucket=bucket)
+
+    def breakers(self, since: TimeLike = None, until: TimeLike = None) -> list[dict[str, Any]]:
+        return self.report("breakers", since=since, until=until)
+
+    def models(self, since: TimeLike = None, until: TimeLike = None) -> list[dict[str, Any]]:
+        return self.report("models", since=since, until=until)
+
+    def integrity(self, since: TimeLike = None, until: TimeLike = None) -> list[dict[str, Any]]:
+        return self.report("integrity", since=since, until=until)
+
+    # -- raw access ---------------------------------------------------------------------------
+    def query(
+        self, sql: str, params: list[Any] | dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """Any read query over the tables and views (bind values through `params`)."""
+        if self.kind == "export":
+            self._refresh()
+        cursor = self._con.execute(sql, params if params is not None else [])
+        names = [c[0] for c in cursor.description or []]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    @property
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        """The underlying DuckDB connection (read-only file, or in-memory over Parquet)."""
+        if self.kind == "export":
+            self._refresh()
+        return self._con
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> HistoryReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,245 @@
+"""Turning routing decisions and outcomes into columnar history records.
+
+`DecisionColumns` / `OutcomeColumns` hold a batch as columns (lists and numpy arrays) so
+the store appends them as one Arrow table; the helpers below build them from the
+routers' results without touching the hot path's objects more than once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+from tinydancer.agent_types import AgentDecision, AgentRequest
+
+__all__ = [
+    "DecisionColumns",
+    "OutcomeColumns",
+    "dequantize_embeddings",
+    "from_agent_decisions",
+    "from_candidate_response",
+    "from_columnar",
+    "quantize_embeddings",
+]
+
+
+def quantize_embeddings(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N, D) float -> ((N, D) int8, (N,) float32 scale): symmetric, one scale per vector."""
+    vectors = np.asarray(vectors, np.float32)
+    scale = np.abs(vectors).max(axis=1) / 127.0
+    scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+    return np.clip(np.rint(vectors / scale[:, None]), -127, 127).astype(np.int8), scale
+
+
+def dequantize_embeddings(blobs: Sequence[bytes], scales: np.ndarray) -> np.ndarray:
+    """Stored BLOBs + scales -> (N, D) float32."""
+    raw = np.frombuffer(b"".join(blobs), dtype=np.int8).reshape(len(blobs), -1)
+    return raw.astype(np.float32) * np.asarray(scales, np.float32)[:, None]
+
+
+@dataclass
+class DecisionColumns:
+    """A batch of decisions, column by column (see `schema.TABLES['decisions']`)."""
+
+    request_id: list[str] = field(default_factory=list)
+    ts: list[float] = field(default_factory=list)  # Unix seconds
+    mode: list[str] = field(default_factory=list)
+    embedding: list[np.ndarray] = field(default_factory=list)  # (D,) int8 each, or one (N, D) block
+    embedding_scale: list[float] = field(default_factory=list)
+    message_count: list[int] = field(default_factory=list)
+    chosen: list[str] = field(default_factory=list)
+    confidence: list[float] = field(default_factory=list)
+    uncertainty: list[float] = field(default_factory=list)
+    propensity: list[float] = field(default_factory=list)
+    model_quality: list[float | None] = field(default_factory=list)
+    expected_quality: list[float | None] = field(default_factory=list)
+    estimated_cost_usd: list[float | None] = field(default_factory=list)
+    estimated_latency_ms: list[float | None] = field(default_factory=list)
+    alternatives: list[str] = field(default_factory=list)  # JSON list of names
+    optimize_for: list[str | None] = field(default_factory=list)
+    willingness_to_pay: list[float | None] = field(default_factory=list)
+    constraints: list[str | None] = field(default_factory=list)  # JSON
+    model_version: list[str] = field(default_factory=list)
+    inference_time_us: list[float] = field(default_factory=list)
+    replica: list[str | None] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.request_id)
+
+    def extend(self, other: DecisionColumns) -> None:
+        for f in fields(self):
+            getattr(self, f.name).extend(getattr(other, f.name))
+
+    def as_dict(self) -> dict[str, list[Any]]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass
+class OutcomeColumns:
+    request_id: list[str] = field(default_factory=list)
+    agent: list[str] = field(default_factory=list)
+    success: list[bool] = field(default_factory=list)
+    latency_ms: list[float | None] = field(default_factory=list)
+    quality: list[float | None] = field(default_factory=list)
+    cost_usd: list[float | None] = field(default_factory=list)
+    ts: list[float] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.request_id)
+
+    def extend(self, other: OutcomeColumns) -> None:
+        for f in fields(self):
+            getattr(self, f.name).extend(getattr(other, f.name))
+
+    def add(
+        self,
+        request_id: str,
+        agent: str,
+        success: bool,
+        latency_ms: float | None = None,
+        quality: float | None = None,
+        cost_usd: float | None = None,
+        ts: float | None = None,
+    ) -> None:
+        import time
+
+        self.request_id.append(request_id)
+        self.agent.append(agent)
+        self.success.append(bool(success))
+        self.latency_ms.append(latency_ms)
+        self.quality.append(quality)
+        self.cost_usd.append(cost_usd)
+        self.ts.append(time.time() if ts is None else ts)
+
+
+def _constraints_json(request: AgentRequest) -> str:
+    c = request.constraints
+    return json.dumps(
+        {
+            "max_cost_usd": c.max_cost_usd,
+            "max_latency_ms": c.max_latency_ms,
+            "min_quality": c.min_quality,
+            "required_capabilities": sorted(c.required_capabilities),
+            "excluded_agents": sorted(c.excluded_agents),
+        }
+    )
+
+
+def from_agent_decisions(
+    requests: Sequence[AgentRequest],
+    decisions: Sequence[AgentDecision],
+    *,
+    ts: float,
+    replica: str | None = None,
+) -> DecisionColumns:
+    """History columns for a batch of agent-mode decisions (embedding = last message)."""
+    last = []
+    counts = []
+    for request in requests:
+        if request.embedding is not None:
+            last.append(np.asarray(request.embedding, np.float32))
+            counts.append(1)
+        else:
+            messages = list(request.messages or [])
+            last.append(np.asarray(messages[-1], np.float32))
+            counts.append(len(messages))
+    codes, scales = (
+        quantize_embeddings(np.stack(last)) if last else (np.zeros((0, 0), np.int8), np.zeros(0))
+    )
+    columns = DecisionColumns()
+    for i, (request, d) in enumerate(zip(requests, decisions, strict=True)):
+        columns.request_id.append(d.request_id)
+        columns.ts.append(ts)
+        columns.mode.append("agent")
+        columns.embedding.append(codes[i])
+        columns.embedding_scale.append(float(scales[i]))
+        columns.message_count.append(counts[i])
+        columns.chosen.append(d.agent)
+        columns.confidence.append(d.confidence)
+        columns.uncertainty.append(d.uncertainty)
+        columns.propensity.append(d.propensity)
+        columns.model_quality.append(d.model_quality)
+        columns.expected_quality.append(d.expected_quality)
+        columns.estimated_cost_usd.append(d.estimated_cost_usd)
+        columns.estimated_latency_ms.append(d.estimated_latency_ms)
+        columns.alternatives.append(json.dumps([r[0] for r in d.ranked[1:4]]))
+        columns.optimize_for.append(d.objective)
+        columns.willingness_to_pay.append(request.willingness_to_pay)
+        columns.constraints.append(_constraints_json(request))
+        columns.model_version.append(d.model_version)
+        columns.inference_time_us.append(d.inference_time_us)
+        columns.replica.append(replica)
+    return columns
+
+
+def from_columnar(
+    block: np.ndarray,
+    decisions: Any,
+    template: AgentRequest,
+    *,
+    ts: float,
+    replica: str | None = None,
+) -> DecisionColumns:
+    """History columns for `AgentRouter.route_embeddings` results (rows with an agent only)."""
+    rows = np.flatnonzero(decisions.agent_index >= 0)
+    codes, scales = quantize_embeddings(np.asarray(block, np.float32)[rows])
+    n = len(rows)
+    agents = decisions.agents
+    return DecisionColumns(
+        request_id=[decisions.request_ids[i] for i in rows],
+        ts=[ts] * n,
+        mode=["agent"] * n,
+        embedding=list(codes),
+        embedding_scale=scales.tolist(),
+        message_count=[1] * n,
+        chosen=[agents[i] for i in rows],
+        confidence=decisions.confidence[rows].tolist(),
+        uncertainty=decisions.uncertainty[rows].tolist(),
+        propensity=decisions.confidence[rows].tolist(),
+        model_quality=decisions.model_quality[rows].tolist(),
+        expected_quality=decisions.expected_quality[rows].tolist(),
+        estimated_cost_usd=decisions.estimated_cost_usd[rows].tolist(),
+        estimated_latency_ms=[None] * n,
+        alternatives=[json.dumps(decisions.alternatives[i]) for i in rows],
+        optimize_for=[template.optimize_for] * n,
+        willingness_to_pay=[template.willingness_to_pay] * n,
+        constraints=[_constraints_json(template)] * n,
+        model_version=[decisions.model_version] * n,
+        inference_time_us=[0.0] * n,
+        replica=[replica] * n,
+    )
+
+
+def from_candidate_response(
+    query: np.ndarray, response: Any, *, ts: float, replica: str | None = None
+) -> DecisionColumns:
+    """One history row for a candidate-mode request: the top candidate and the next three."""
+    codes, scales = quantize_embeddings(np.asarray(query, np.float32)[None, :])
+    ids = [str(i) for i in response.candidate_ids[:4].tolist()]
+    return DecisionColumns(
+        request_id=[response.request_id],
+        ts=[ts],
+        mode=["candidate"],
+        embedding=list(codes),
+        embedding_scale=scales.tolist(),
+        message_count=[1],
+        chosen=[ids[0]],
+        confidence=[float(response.confidence[0])],
+        uncertainty=[float(response.uncertainty[0])],
+        propensity=[1.0],
+        model_quality=[float(response.confidence[0])],
+        expected_quality=[None],
+        estimated_cost_usd=[None],
+        estimated_latency_ms=[None],
+        alternatives=[json.dumps(ids[1:])],
+        optimize_for=[None],
+        willingness_to_pay=[None],
+        constraints=[None],
+        model_version=[response.model_version],
+        inference_time_us=[response.inference_time_us + response.feature_time_us],
+        replica=[replica],
+    )

@@ -1,0 +1,476 @@
+"""The routing history: one DuckDB file, written in batches by a single owner.
+
+    store = HistoryStore(HistoryConfig(path="history.duckdb"))
+    store.append_decisions(columns)          # buffered; flushed by size or age
+    store.append_outcomes(outcomes)
+    store.flush()                            # everything accepted so far is in the file
+    store.export()                           # Parquet for analysts while the writer runs
+    store.close()
+
+Writes are Arrow appends (`INSERT ... BY NAME SELECT * FROM <arrow table>`), never one
+INSERT per record. A crash loses at most the unflushed buffer: at most
+`max_buffer_rows` records, none older than `max_buffer_age_s` provided the owner calls
+`flush_if_due()` at least that often (the HistoryStore actor does).
+
+Outcomes are never dropped: a repeat for the same request is stored with
+`duplicate = true` (the `outcomes_latest` view skips it); an outcome that arrives
+before its decision, or for a request the store never saw, is stored as is and shows up
+in `integrity()` as unmatched (it joins as soon as its decision arrives).
+
+DuckDB lets one process open a file read-write, so analysts read Parquet exports
+(`export()`, incremental by ingestion sequence, one directory per table) with any engine,
+or `tinydancer analytics --db EXPORT_DIR`, while the writer keeps running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from tinydancer._errors import HistoryError
+from tinydancer.history.records import DecisionColumns, OutcomeColumns
+from tinydancer.history.schema import MIGRATIONS, SCHEMA_VERSION, TABLES, create_statements
+
+__all__ = ["HistoryConfig", "HistoryStore"]
+
+_SEQUENCED = ("decisions", "outcomes", "agent_snapshots", "breaker_transitions", "model_versions")
+
+
+@dataclass(frozen=True)
+class HistoryConfig:
+    path: str | os.PathLike[str] = "tinydancer-history.duckdb"
+    max_buffer_rows: int = 50_000
+    max_buffer_age_s: float = 1.0
+    export_dir: str | os.PathLike[str] | None = None
+    retention_days: float | None = None  # None = keep raw rows for ever
+
+
+def _micros(seconds: float) -> int:
+    """Unix seconds -> microseconds for `make_timestamp(?)`, truncated like `_timestamps`.
+
+    Not `to_timestamp(?)` cast to TIMESTAMP: that cast goes through the session time zone,
+    so on a machine whose local zone is not UTC, events and the compaction cutoff would be
+    shifted against the decisions (stored in UTC from Arrow).
+    """
+    return int(np.float64(seconds) * 1e6)
+
+
+def _literal(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def _timestamps(seconds: Any) -> pa.Array:
+    micros = (np.asarray(seconds, np.float64) * 1e6).astype("int64")
+    return pa.array(micros, pa.timestamp("us"))
+
+
+def _embedding_column(values: Any) -> tuple[pa.Array, int]:
+    block = (
+        values
+        if isinstance(values, np.ndarray)
+        else (np.stack(values) if len(values) else np.zeros((0, 0)))
+    )
+    block = np.ascontiguousarray(block, dtype=np.int8)
+    rows, width = block.shape if block.ndim == 2 else (0, 0)
+    if rows == 0:
+        return pa.array([], pa.binary()), 0
+    fixed = pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(width), rows, [None, pa.py_buffer(block.tobytes())]
+    )
+    return fixed.cast(pa.binary()), rows
+
+
+class HistoryStore:
+    """Single-writer DuckDB history with batched appends."""
+
+    def __init__(self, config: HistoryConfig | None = None, *, clock: Any = time.time) -> None:
+        self.config = config or HistoryConfig()
+        self._clock = clock
+        self._lock = threading.RLock()
+        path = Path(self.config.path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._con = duckdb.connect(str(path))
+        except duckdb.Error as exc:
+            raise HistoryError(
+                f"cannot open history file {path}: {exc} (only one process may write it; "
+                "analysts should read its Parquet exports)"
+            ) from None
+        self._migrate()
+        # Never below the export high-water mark: after compaction deletes a table's newest
+        # rows, restarting at max(seq) would reuse exported numbers and skip new rows.
+        self._seq = {
+            t: max(
+                self._scalar(f"SELECT coalesce(max(seq), 0) FROM {t}"),
+                self._scalar(
+                    "SELECT coalesce(max(value::BIGINT), 0) FROM schema_info WHERE key = ?",
+                    [f"export.{t}"],
+                ),
+            )
+            for t in _SEQUENCED
+        }
+        self._seen_outcomes: set[str] = {
+            str(r[0])
+            for r in self._con.execute("SELECT DISTINCT request_id FROM outcomes").fetchall()
+        }
+        self._decisions: list[DecisionColumns] = []  # batches as given: merged only as Arrow
+        self._decision_rows = 0
+        self._outcomes = OutcomeColumns()
+        self._oldest: float | None = None
+        self.stats = {
+            "decisions": 0,
+            "outcomes": 0,
+            "duplicate_outcomes": 0,
+            "flushes": 0,
+            "last_flush_s": 0.0,
+        }
+
+    # -- schema -------------------------------------------------------------------------------
+    def _scalar(self, sql: str, params: list[Any] | None = None) -> Any:
+        row = self._con.execute(sql, params or []).fetchone()
+        return None if row is None else row[0]
+
+    def _migrate(self) -> None:
+        con = self._con
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS schema_info (key VARCHAR PRIMARY KEY, value VARCHAR)"
+        )
+        found = con.execute("SELECT value FROM schema_info WHERE key = 'schema_version'").fetchone()
+        if found is None:
+            exists = con.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = 'decisions'"
+            ).fetchone()
+            version = 1 if exists and exists[0] else SCHEMA_VERSION
+        else:
+            version = int(found[0])
+        if version > SCHEMA_VERSION:
+            raise HistoryError(
+                f"history file has schema version {version}; this Tiny Dancer reads up to "
+                f"{SCHEMA_VERSION} (upgrade Tiny Dancer)"
+            )
+        for step in range(version, SCHEMA_VERSION):
+            for statement in MIGRATIONS[step]:
+                con.execute(statement)
+        for statement in create_statements():
+            con.execute(statement)
+        con.execute(
+            "INSERT OR REPLACE INTO schema_info VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
+        )
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._scalar("SELECT value FROM schema_info WHERE key = 'schema_version'"))
+
+    # -- buffered appends ---------------------------------------------------------------------
+    def append_decisions(self, columns: DecisionColumns) -> None:
+        with self._lock:
+            if len(columns) == 0:
+                return
+            self._decisions.append(columns)
+            self._decision_rows += len(columns)
+            self._note_buffered()
+
+    def append_outcomes(self, columns: OutcomeColumns) -> None:
+        with self._lock:
+            if len(columns) == 0:
+                return
+            self._outcomes.extend(columns)
+            self._note_buffered()
+
+    def _note_buffered(self) -> None:
+        if self._oldest is None:
+            self._oldest = self._clock()
+        if self.buffered_rows >= self.config.max_buffer_rows:
+            self.flush()
+        else:
+            self.flush_if_due()
+
+    @property
+    def buffered_rows(self) -> int:
+        return self._decision_rows + len(self._outcomes)
+
+    def flush_if_due(self) -> bool:
+        with self._lock:
+            if (
+                self._oldest is not None
+                and self._clock() - self._oldest >= self.config.max_buffer_age_s
+            ):
+                self.flush()
+                return True
+            return False
+
+    def flush(self) -> int:
+        """Write every buffered record; returns how many. Durable when this returns."""
+        with self._lock:
+            started = time.perf_counter()
+            written = 0
+            if self._decisions:
+                written += self._write_decisions(self._decisions)
+                self._decisions, self._decision_rows = [], 0
+            if len(self._outcomes):
+                written += self._write_outcomes(self._outcomes)
+                self._outcomes = OutcomeColumns()
+            self._oldest = None
+            if written:
+                self.stats["flushes"] += 1
+                self.stats["last_flush_s"] = time.perf_counter() - started
+            return written
+
+    def _next_seq(self, table: str, count: int) -> np.ndarray:
+        start = self._seq[table] + 1
+        self._seq[table] += count
+        return np.arange(start, start + count, dtype=np.int64)
+
+    @staticmethod
+    def _arrow(columns: DecisionColumns) -> pa.Table:
+        data = columns.as_dict()
+        embedding, rows = _embedding_column(data.pop("embedding"))
+        if rows != len(columns):
+            raise HistoryError(f"decision batch has {len(columns)} rows but {rows} embeddings")
+        arrays = {"ts": _timestamps(data.pop("ts")), "embedding": embedding}
+        for name, values in data.items():
+            arrays[name] = pa.array(values)
+        return pa.table(arrays)
+
+    def _write_decisions(self, batches: list[DecisionColumns]) -> int:
+        tables = [self._arrow(b) for b in batches]
+        merged = (
+            pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+        )
+        count = merged.num_rows
+        arrow_batch = merged.append_column("seq", pa.array(self._next_seq("decisions", count)))  # noqa: F841
+        self._con.execute("INSERT INTO decisions BY NAME SELECT * FROM arrow_batch")
+        self.stats["decisions"] += count
+        return count
+
+    def _write_outcomes(self, columns: OutcomeColumns) -> int:
+        duplicate = []
+        for request_id in columns.request_id:
+            duplicate.append(request_id in self._seen_outcomes)
+            self._seen_outcomes.add(request_id)
+        count = len(columns)
+        arrow_batch = pa.table(  # noqa: F841 - read by DuckDB below
+            {
+                "seq": pa.array(self._next_seq("outcomes", count)),
+                "request_id": pa.array(columns.request_id),
+                "agent": pa.array(columns.agent),
+                "success": pa.array(columns.success, pa.bool_()),
+                "latency_ms": pa.array(columns.latency_ms, pa.float64()),
+                "quality": pa.array(columns.quality, pa.float64()),
+                "cost_usd": pa.array(columns.cost_usd, pa.float64()),
+                "ts": _timestamps(columns.ts),
+                "duplicate": pa.array(duplicate, pa.bool_()),
+            }
+        )
+        self._con.execute("INSERT INTO outcomes BY NAME SELECT * FROM arrow_batch")
+        self.stats["outcomes"] += count
+        self.stats["duplicate_outcomes"] += sum(duplicate)
+        return count
+
+    # -- rare events (written at once) --------------------------------------------------------
+    def _insert_event(self, table: str, values: dict[str, Any]) -> None:
+        with self._lock:
+            seq = int(self._next_seq(table, 1)[0])
+            names = ["seq", "ts", *values]
+            placeholders = ", ".join(["?", "make_timestamp(?)"] + ["?"] * len(values))
+            self._con.execute(
+                f"INSERT INTO {table} ({', '.join(names)}) VALUES ({placeholders})",
+                [seq, _micros(self._clock()), *values.values()],
+            )
+
+    def record_agent_snapshot(self, snapshot: dict[str, Any]) -> None:
+        self._insert_event(
+            "agent_snapshots",
+            {"version": int(snapshot.get("version", 0)), "snapshot": json.dumps(snapshot)},
+        )
+
+    def latest_agent_snapshot(self) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._con.execute(
+                "SELECT snapshot FROM agent_snapshots ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+            return None if row is None else json.loads(row[0])
+
+    def record_transition(
+        self, agent: str, from_state: str, to_state: str, reason: str = "", at: float | None = None
+    ) -> None:
+        with self._lock:
+            seq = int(self._next_seq("breaker_transitions", 1)[0])
+            self._con.execute(
+                "INSERT INTO breaker_transitions VALUES (?, make_timestamp(?), ?, ?, ?, ?)",
+                [
+                    seq,
+                    _micros(self._clock() if at is None else at),
+                    agent,
+                    from_state,
+                    to_state,
+                    reason,
+                ],
+            )
+
+    def record_model(
+        self,
+        version: str,
+        mode: str,
+        event: str,
+        path: str | None = None,
+        info: dict[str, Any] | None = None,
+    ) -> None:
+        self._insert_event(
+            "model_versions",
+            {
+                "version": version,
+                "mode": mode,
+                "event": event,
+                "path": path,
+                "info": json.dumps(info or {}, default=str),
+            },
+        )
+
+    # -- reading --------------------------------------------------------------------------------
+    def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        """Run a read query on the writer's connection (tests and maintenance; flushes first)."""
+        with self._lock:
+            self.flush()
+            return self._con.execute(sql, params or []).fetchall()
+
+    def integrity(self) -> dict[str, int]:
+        """How decisions and outcomes line up (nothing here is ever deleted silently)."""
+        rows = self.query("""
+            SELECT (SELECT count(*) FROM decisions),
+                   (SELECT count(*) FROM outcomes),
+                   (SELECT count(*) FROM outcomes WHERE duplicate),
+                   (SELECT count(*) FROM outcomes_latest o ANTI JOIN decisions d USING (request_id)),
+                   (SELECT count(*) FROM decisions d ANTI JOIN outcomes_latest o USING (request_id))""")
+        decisions, outcomes, duplicates, unmatched, open_ = rows[0]
+        return {
+            "decisions": decisions,
+            "outcomes": outcomes,
+            "duplicate_outcomes": duplicates,
+            "outcomes_without_decision": unmatched,
+            "decisions_without_outcome": open_,
+        }
+
+    # -- exports, retention, shutdown ---------------------------------------------------------
+    def export(self, directory: str | os.PathLike[str] | None = None) -> dict[str, int]:
+        """Write rows added since the last export as Parquet files; returns rows per table."""
+        target = Path(
+            directory or self.config.export_dir or Path(self.config.path).with_suffix(".exports")
+        )
+        written: dict[str, int] = {}
+        with self._lock:
+            self.flush()
+            for table in (*_SEQUENCED, "daily_aggregates"):
+                key = f"export.{table}"
+                if table == "daily_aggregates":
+                    low = -1  # small: exported whole every time
+                    high = 0
+                    count = int(self._scalar("SELECT count(*) FROM daily_aggregates"))
+                else:
+                    low = int(
+                        self._scalar(
+                            "SELECT coalesce(max(value::BIGINT), 0) FROM schema_info WHERE key = ?",
+                            [key],
+                        )
+                    )
+                    high = self._seq[table]
+                    count = int(
+                        self._scalar(
+                            f"SELECT count(*) FROM {table} WHERE seq > ? AND seq <= ?", [low, high]
+                        )
+                    )
+                (target / table).mkdir(parents=True, exist_ok=True)
+                if count == 0:
+                    written[table] = 0
+                    continue
+                # Written to a temporary name, then renamed: readers globbing *.parquet never see a
+                # half-written file. Quotes in the path are escaped for the SQL literal.
+                if table == "daily_aggregates":
+                    out = target / table / "all.parquet"
+                    tmp = out.with_suffix(".tmp")
+                    self._con.execute(
+                        f"COPY (SELECT * FROM daily_aggregates) TO {_literal(tmp)} (FORMAT parquet)"
+                    )
+                    os.replace(tmp, out)
+                else:
+                    out = target / table / f"part-{low + 1:012d}-{high:012d}.parquet"
+                    tmp = out.with_suffix(".tmp")
+                    self._con.execute(
+                        f"COPY (SELECT * FROM {table} WHERE seq > {low} AND seq <= {high}) "
+                        f"TO {_literal(tmp)} (FORMAT parquet)"
+                    )
+                    os.replace(tmp, out)
+                    self._con.execute(
+                        "INSERT OR REPLACE INTO schema_info VALUES (?, ?)", [key, str(high)]
+                    )
+                written[table] = count
+        return written
+
+    def compact(self, older_than_days: float | None = None) -> dict[str, int]:
+        """Fold raw decisions/outcomes older than the horizon into per-day aggregates."""
+        horizon = older_than_days if older_than_days is not None else self.config.retention_days
+        if horizon is None:
+            return {"decisions": 0, "outcomes": 0}
+        cutoff = _micros(self._clock() - horizon * 86_400)
+        with self._lock:
+            self.flush()
+            self._con.execute("BEGIN TRANSACTION")
+            try:
+                self._con.execute(
+                    """
+                    INSERT INTO daily_aggregates
+                    SELECT CAST(d.ts AS DATE), d.chosen, count(*), count(o.request_id),
+                           count(*) FILTER (WHERE o.success), sum(o.quality), count(o.quality),
+                           sum(o.cost_usd), sum(o.latency_ms), count(o.latency_ms)
+                    FROM decisions d LEFT JOIN outcomes_latest o USING (request_id)
+                    WHERE d.ts < make_timestamp(?)
+                    GROUP BY ALL""",
+                    [cutoff],
+                )
+                removed_d = self._scalar(
+                    "SELECT count(*) FROM decisions WHERE ts < make_timestamp(?)", [cutoff]
+                )
+                removed_o = self._scalar(
+                    "SELECT count(*) FROM outcomes WHERE request_id IN (SELECT request_id FROM decisions "
+                    "WHERE ts < make_timestamp(?))",
+                    [cutoff],
+                )
+                self._con.execute(
+                    "DELETE FROM outcomes WHERE request_id IN (SELECT request_id FROM decisions "
+                    "WHERE ts < make_timestamp(?))",
+                    [cutoff],
+                )
+                self._con.execute("DELETE FROM decisions WHERE ts < make_timestamp(?)", [cutoff])
+                self._con.execute("COMMIT")
+            except duckdb.Error:
+                self._con.execute("ROLLBACK")
+                raise
+        return {"decisions": int(removed_d), "outcomes": int(removed_o)}
+
+    def close(self) -> None:
+        with self._lock:
+            if self._con is None:
+                return
+            self.flush()
+            self._con.execute("CHECKPOINT")
+            self._con.close()
+            self._con = None  # type: ignore[assignment]
+
+    def __enter__(self) -> HistoryStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @staticmethod
+    def table_names() -> list[str]:
+        return list(TABLES)
