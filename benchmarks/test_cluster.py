@@ -1,0 +1,176 @@
+"""The Serve cluster against a bare Serve deployment that echoes a fixed JSON (same run).
+
+* HTTP /v1/route vs HTTP echo at concurrency 8: p50 latency and throughput, measured in
+  alternating 2-second slices so both see the same machine;
+* handle `route` vs an echo handle call, alternating call by call;
+* one columnar /v1/route/batch call of 10,000 requests (raw float32 body), requests/s.
+
+`TINYDANCER_CLUSTER_BENCH_S` sets the seconds of load per side (default 20; the CI smoke
+run with --benchmark-disable uses 2).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import tempfile
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+from ray import serve
+
+from cluster.config import AppArgs
+from cluster.runner import LocalCluster
+
+from ._compare import interleaved_medians, record
+
+ECHO_BODY = {
+    "request_id": "0" * 32,
+    "agent": "mistralai/mixtral-8x7b-chat",
+    "confidence": 0.5,
+    "uncertainty": 0.1,
+    "estimated_cost_usd": 0.0004,
+    "estimated_latency_ms": 700.0,
+    "expected_quality": 0.8,
+    "similarity": 0.0,
+    "reason": "echo",
+    "alternatives": [],
+    "model_version": "echo",
+}
+
+
+@serve.deployment(name="echo", max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.5})
+class Echo:
+    async def __call__(self, request: object) -> dict:
+        return ECHO_BODY
+
+    async def route(self, body: object) -> dict:
+        return ECHO_BODY
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def running(request):
+    disabled = request.config.getoption("benchmark_disable", False)
+    seconds = float(os.environ.get("TINYDANCER_CLUSTER_BENCH_S", 2 if disabled else 20))
+    args = AppArgs(history_path=tempfile.mkdtemp() + "/history.duckdb", num_replicas=1)
+    cluster = LocalCluster.start(args, num_cpus=2, port=_port())
+    cluster.wait_ready()
+    echo = serve.run(Echo.bind(), name="echo", route_prefix="/echo")
+    yield cluster, echo, seconds
+    serve.delete("echo")
+    cluster.stop()
+
+
+def _load(url: str, body: dict, stop_at: float, latencies: list[float]) -> None:
+    with httpx.Client(timeout=30) as client:
+        while time.monotonic() < stop_at:
+            t0 = time.perf_counter()
+            reply = client.post(url, json=body)
+            if reply.status_code == 200:
+                latencies.append(time.perf_counter() - t0)
+
+
+def _slice(url: str, body: dict, seconds: float, concurrency: int = 8) -> list[float]:
+    latencies: list[float] = []
+    stop_at = time.monotonic() + seconds
+    threads = [
+        threading.Thread(target=_load, args=(url, body, stop_at, latencies))
+        for _ in range(concurrency)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return latencies
+
+
+def test_http_route_vs_echo_at_concurrency_8(benchmark, running):
+    cluster, _, seconds = running
+    benchmark.group = "cluster HTTP, concurrency 8"
+    vector = np.random.default_rng(0).normal(size=384).astype(np.float32)
+    body = {"embedding": (vector / np.linalg.norm(vector)).tolist()}
+    route_lat, echo_lat = [], []
+    _slice(f"{cluster.url}/v1/route", body, 1.0)  # warm both paths
+    _slice(f"{cluster.url}/echo", body, 1.0)
+    slices = max(1, int(seconds / 2))
+
+    def measure() -> None:
+        for _ in range(slices):
+            route_lat.extend(_slice(f"{cluster.url}/v1/route", body, 2.0))
+            echo_lat.extend(_slice(f"{cluster.url}/echo", body, 2.0))
+
+    benchmark.pedantic(measure, rounds=1, iterations=1)
+    duration = 2.0 * slices
+    info = {
+        "route_p50_s": statistics.median(route_lat),
+        "echo_p50_s": statistics.median(echo_lat),
+        "route_p99_s": float(np.percentile(route_lat, 99)),
+        "echo_p99_s": float(np.percentile(echo_lat, 99)),
+        "route_rps": len(route_lat) / duration,
+        "echo_rps": len(echo_lat) / duration,
+    }
+    info["p50_ratio"] = info["route_p50_s"] / info["echo_p50_s"]
+    info["throughput_ratio"] = info["route_rps"] / info["echo_rps"]
+    benchmark.extra_info |= info
+    print(
+        f"\nHTTP c=8: route p50 {info['route_p50_s'] * 1e3:.2f} ms, {info['route_rps']:.0f} req/s; echo p50 "
+        f"{info['echo_p50_s'] * 1e3:.2f} ms, {info['echo_rps']:.0f} req/s; p50 ratio {info['p50_ratio']:.2f}, "
+        f"throughput ratio {info['throughput_ratio']:.2f}"
+    )
+    assert len(route_lat) > 10 and len(echo_lat) > 10
+
+
+def test_handle_route_vs_echo_handle(benchmark, running):
+    cluster, echo, seconds = running
+    benchmark.group = "cluster handle"
+    vector = np.random.default_rng(1).normal(size=384).astype(np.float32)
+    body = {"embedding": (vector / np.linalg.norm(vector)).tolist()}
+    route = benchmark(lambda: cluster.handle.route.remote(body).result())
+    assert route["agent"]
+    rounds = int(max(50, seconds * 20))
+    record(
+        benchmark,
+        interleaved_medians(
+            {
+                "tinydancer": lambda: cluster.handle.route.remote(body).result(),
+                "echo_handle": lambda: echo.route.remote(body).result(),
+            },
+            rounds=rounds,
+        ),
+        "tinydancer",
+    )
+
+
+def test_batch_of_10k_requests(benchmark, running):
+    cluster, _, _ = running
+    benchmark.group = "cluster /v1/route/batch, 10k requests"
+    block = np.random.default_rng(2).normal(size=(10_000, 384)).astype("<f4")
+    raw = block.tobytes()
+    with httpx.Client(timeout=120) as client:
+
+        def call() -> dict:
+            reply = client.post(
+                f"{cluster.url}/v1/route/batch",
+                content=raw,
+                headers={"content-type": "application/octet-stream"},
+            )
+            assert reply.status_code == 200, reply.text[:300]
+            return reply.json()
+
+        out = benchmark.pedantic(call, rounds=3, warmup_rounds=1)
+    assert len(out["agent"]) == 10_000
+    benchmark.extra_info["requests_per_s"] = 10_000 / benchmark.stats.stats.median
+    print(
+        f"\nbatch: 10k requests in {benchmark.stats.stats.median * 1e3:.0f} ms "
+        f"({benchmark.extra_info['requests_per_s']:.0f} requests/s end to end)"
+    )

@@ -1,0 +1,320 @@
+"""The cluster's state actors: thin adapters, each owning one engine object.
+
+* `HistoryStoreActor` owns the `HistoryStore` (the only DuckDB writer); flushes by age and
+  exports Parquet on a timer.
+* `AgentRegistryActor` owns the `AgentRegistry` and the shared `DecisionLedger`; persists
+  registry snapshots through the history actor and restores the latest one when it
+  (re)starts.
+* `CircuitBreakerActor` owns the `CircuitBreaker`; records transitions in the history.
+
+All three are named, detached, restartable (`max_restarts=-1`) async actors in the app's
+namespace; `get_or_create` makes every replica find the same ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import ray
+
+from cluster.config import AppArgs
+from tinydancer._errors import FeedbackError, TinyDancerError
+from tinydancer.agents import Agent
+from tinydancer.breaker import CircuitBreaker
+from tinydancer.history.records import DecisionColumns, OutcomeColumns
+from tinydancer.history.store import HistoryConfig, HistoryStore
+from tinydancer.ledger import DecisionLedger, LedgerEntry
+from tinydancer.registry import AgentRegistry
+
+__all__ = [
+    "AgentRegistryActor",
+    "CircuitBreakerActor",
+    "HistoryStoreActor",
+    "actor_names",
+    "get_or_create",
+]
+
+REGISTRY, BREAKER, HISTORY = "tinydancer-registry", "tinydancer-breaker", "tinydancer-history"
+
+
+def actor_names() -> tuple[str, str, str]:
+    return REGISTRY, BREAKER, HISTORY
+
+
+@ray.remote(max_restarts=-1, max_task_retries=3)
+class HistoryStoreActor:
+    def __init__(self, args: AppArgs) -> None:
+        self.store = HistoryStore(
+            HistoryConfig(
+                path=args.history_path,
+                export_dir=args.export_dir,
+                max_buffer_rows=args.history_max_buffer_rows,
+                max_buffer_age_s=args.history_max_buffer_age_s,
+            )
+        )
+        self.export_interval_s = args.export_interval_s
+        self._last_export = time.monotonic()
+        self._ticker: asyncio.Task[None] | None = None
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(0.1)
+            self.store.flush_if_due()
+            if time.monotonic() - self._last_export >= self.export_interval_s:
+                self._last_export = time.monotonic()
+                self.store.export()
+
+    def _ensure_ticker(self) -> None:
+        if self._ticker is None:
+            self._ticker = asyncio.get_running_loop().create_task(self._tick())
+
+    async def append(
+        self, decisions: DecisionColumns | None, outcomes: OutcomeColumns | None
+    ) -> int:
+        self._ensure_ticker()
+        if decisions is not None:
+            self.store.append_decisions(decisions)
+        if outcomes is not None:
+            self.store.append_outcomes(outcomes)
+        return self.store.buffered_rows
+
+    async def record_agent_snapshot(self, snapshot: dict[str, Any]) -> None:
+        self.store.record_agent_snapshot(snapshot)
+
+    async def latest_agent_snapshot(self) -> dict[str, Any] | None:
+        return self.store.latest_agent_snapshot()
+
+    async def record_transitions(self, transitions: list[dict[str, Any]]) -> None:
+        for t in transitions:
+            self.store.record_transition(
+                t["agent"], t["from_state"], t["to_state"], t["reason"], t["at"]
+            )
+
+    async def record_model(self, version: str, mode: str, event: str, path: str | None) -> None:
+        self.store.record_model(version, mode, event, path)
+
+    async def flush(self) -> int:
+        return self.store.flush()
+
+    async def export(self) -> dict[str, int]:
+        return self.store.export()
+
+    async def integrity(self) -> dict[str, int]:
+        return self.store.integrity()
+
+    async def transitions(self) -> list[dict[str, Any]]:
+        rows = self.store.query(
+            "SELECT agent, from_state, to_state, reason, epoch(ts) FROM breaker_transitions "
+            "ORDER BY seq"
+        )
+        return [
+            dict(zip(("agent", "from_state", "to_state", "reason", "at"), r, strict=True))
+            for r in rows
+        ]
+
+    async def status(self) -> dict[str, Any]:
+        self._ensure_ticker()
+        return {"buffered_rows": self.store.buffered_rows, **self.store.stats}
+
+    async def close(self) -> None:
+        self.store.close()
+
+
+@ray.remote(max_restarts=-1, max_task_retries=3)
+class AgentRegistryActor:
+    def __init__(self, args: AppArgs, history: Any, default_agents: list[dict[str, Any]]) -> None:
+        self.history = history
+        self.feedback_wait_s = args.feedback_wait_s
+        snapshot = ray.get(history.latest_agent_snapshot.remote())
+        if snapshot is not None:
+            self.registry = AgentRegistry.restore(snapshot)
+            self.restored_from_version: int | None = self.registry.version
+        else:
+            self.registry = AgentRegistry()
+            self.restored_from_version = None
+            if args.register_default_agents:
+                for spec in default_agents:
+                    self.registry.register(Agent.model_validate(spec))
+        self.ledger = DecisionLedger(capacity=1_000_000)
+        self._waiters: dict[str, asyncio.Event] = {}
+        self._persisted_version = -1
+        self._persister: asyncio.Task[None] | None = None
+        self.model: dict[str, Any] = {}  # desired model files, rolled out by replicas
+        self._replica_samples: dict[str, list[Any]] = {}
+        self._replica_models: dict[str, dict[str, str]] = {}
+
+    def _ensure_persister(self) -> None:
+        if self._persister is None:
+            self._persister = asyncio.get_running_loop().create_task(self._persist_loop())
+
+    async def _persist_loop(self) -> None:
+        while True:
+            if self.registry.version != self._persisted_version:
+                version = self.registry.version
+                await self.history.record_agent_snapshot.remote(self.registry.snapshot())
+                self._persisted_version = version
+            await asyncio.sleep(0.5)
+
+    async def persist_now(self) -> int:
+        await self.history.record_agent_snapshot.remote(self.registry.snapshot())
+        self._persisted_version = self.registry.version
+        return self._persisted_version
+
+    # -- state for replicas ---------------------------------------------------------------------
+    async def snapshot_if_newer(self, version: int) -> dict[str, Any] | None:
+        self._ensure_persister()
+        return None if version == self.registry.version else self.registry.snapshot()
+
+    async def remember_decisions(self, entries: list[LedgerEntry]) -> None:
+        self.ledger.remember_entries(entries)
+        for entry in entries:
+            waiter = self._waiters.pop(entry.request_id, None)
+            if waiter is not None:
+                waiter.set()
+
+    async def record_feedback(
+        self,
+        request_id: str,
+        agent: str,
+        success: bool,
+        latency_ms: float | None,
+        quality: float | None,
+        cost_usd: float | None,
+    ) -> dict[str, Any]:
+        """Validate against the ledger (waiting briefly for a decision still in flight), then learn."""
+        self._ensure_persister()
+        if request_id not in self.ledger and self.feedback_wait_s > 0:
+            event = self._waiters.setdefault(request_id, asyncio.Event())
+            try:
+                await asyncio.wait_for(event.wait(), self.feedback_wait_s)
+            except TimeoutError:
+                self._waiters.pop(request_id, None)
+        try:
+            entry = self.ledger.check(request_id, agent)
+            if entry.mode == "agent":
+                self.registry.record_outcome(
+                    request_id,
+                    agent,
+                    success,
+                    latency_ms,
+                    quality,
+                    cost_usd,
+                    model_quality=entry.model_quality.get(agent),
+                )
+            self.ledger.consume(request_id, agent)
+            return {"accepted": True, "mode": entry.mode}
+        except FeedbackError as exc:
+            return {"accepted": False, **exc.to_dict()}
+        except TinyDancerError as exc:
+            return {"accepted": False, "reason": "invalid", **exc.to_dict()}
+
+    # -- agent administration --------------------------------------------------------------------
+    async def call(self, method: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """Run a registry method; errors come back as data (the HTTP layer maps them to 4xx)."""
+        self._ensure_persister()
+        allowed = {"register", "update", "remove", "set_active", "get", "list", "stats"}
+        if method not in allowed:
+            return {
+                "ok": False,
+                "error": "InvalidRequestError",
+                "message": f"unknown method {method!r}",
+            }
+        try:
+            if method == "register":
+                result: Any = self.registry.register(Agent.model_validate(args[0]))
+            else:
+                result = getattr(self.registry, method)(*args, **kwargs)
+        except TinyDancerError as exc:
+            return {"ok": False, **exc.to_dict()}
+        if isinstance(result, Agent):
+            result = result.public()
+        elif isinstance(result, list):
+            result = [a.public() for a in result]
+        return {"ok": True, "result": result}
+
+    async def set_model(self, mode: str, path: str, version: str) -> dict[str, Any]:
+        self.model[mode] = {"path": path, "version": version}
+        return self.model
+
+    async def desired_models(self) -> dict[str, Any]:
+        return self.model
+
+    async def report_metrics(
+        self, replica: str, samples: list[Any], model_versions: dict[str, str]
+    ) -> None:
+        self._replica_samples[replica] = samples
+        self._replica_models[replica] = model_versions
+
+    async def metrics_view(self) -> dict[str, Any]:
+        return {
+            "samples": dict(self._replica_samples),
+            "model_versions": dict(self._replica_models),
+            "bandit_updates": self.registry.bandit_updates,
+            "version": self.registry.version,
+        }
+
+    async def status(self) -> dict[str, Any]:
+        return {
+            "version": self.registry.version,
+            "agents": len(self.registry),
+            "bandit_updates": self.registry.bandit_updates,
+            "open_decisions": len(self.ledger),
+            "refused_feedback": self.ledger.refused,
+            "restored_from_version": self.restored_from_version,
+            "models": self.model,
+        }
+
+
+@ray.remote(max_restarts=-1, max_task_retries=3)
+class CircuitBreakerActor:
+    def __init__(self, history: Any) -> None:
+        self.history = history
+        self.breaker = CircuitBreaker()
+        self._reported = 0
+
+    async def _report(self) -> None:
+        new = self.breaker.transitions[self._reported :]
+        if new:
+            self._reported = len(self.breaker.transitions)
+            await self.history.record_transitions.remote([t.to_dict() for t in new])
+
+    async def record(self, agent: str, success: bool, request_id: str | None = None) -> str:
+        state = self.breaker.record(agent, success, request_id)
+        await self._report()
+        return state.value
+
+    async def snapshot_if_newer(self, version: int) -> dict[str, Any] | None:
+        snapshot = self.breaker.snapshot()  # refreshes cooldowns, may record transitions
+        await self._report()
+        return None if snapshot["version"] == version else snapshot
+
+    async def lease(self, agent: str, wanted: int) -> int:
+        granted = self.breaker.lease(agent, wanted)
+        await self._report()
+        return granted
+
+    async def status(self) -> dict[str, Any]:
+        snapshot = self.breaker.snapshot()
+        return {
+            "version": snapshot["version"],
+            "states": snapshot["states"],
+            "transitions": len(self.breaker.transitions),
+        }
+
+
+def get_or_create(args: AppArgs, default_agents: list[dict[str, Any]]) -> tuple[Any, Any, Any]:
+    """The app's three named actors, created on first use (safe to call from every replica)."""
+    common = {
+        "namespace": args.namespace,
+        "lifetime": "detached",
+        "get_if_exists": True,
+        "num_cpus": args.actor_num_cpus,
+    }
+    history = HistoryStoreActor.options(name=HISTORY, **common).remote(args)  # type: ignore[attr-defined]
+    registry = AgentRegistryActor.options(name=REGISTRY, **common).remote(  # type: ignore[attr-defined]
+        args, history, default_agents
+    )
+    breaker = CircuitBreakerActor.options(name=BREAKER, **common).remote(history)  # type: ignore[attr-defined]
+    return registry, breaker, history

@@ -1,0 +1,99 @@
+"""Typed arguments of the Ray application (what `build_app(args)` and the Serve YAML take)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = ["AppArgs", "AutoscalingArgs", "admin_token_from"]
+
+
+class AutoscalingArgs(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min_replicas: int = Field(1, ge=1)
+    max_replicas: int = Field(2, ge=1)
+    target_ongoing_requests: float = Field(16.0, gt=0, description="per replica, before scaling up")
+
+    def to_serve(self) -> dict[str, Any]:
+        return self.model_dump()
+
+
+class AppArgs(BaseModel):
+    """Everything the Tiny Dancer Serve application needs; embedded defaults run on one machine."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    namespace: str = Field("tinydancer", description="Ray namespace of the named actors")
+    agent_model_path: str | None = Field(None, description="agent-mode weights (None = shipped)")
+    candidate_model_path: str | None = Field(
+        None, description="candidate-mode weights (None = shipped)"
+    )
+    history_path: str = Field(
+        "tinydancer-data/history.duckdb", description="the DuckDB history file"
+    )
+    export_dir: str | None = Field(
+        None, description="Parquet exports for analysts (None = next to the file)"
+    )
+    export_interval_s: float = Field(
+        60.0, gt=0, description="how often the history exports new rows"
+    )
+    history_push_interval_s: float = Field(
+        0.2, gt=0, description="replicas send buffered records this often"
+    )
+    history_max_buffer_rows: int = Field(50_000, ge=1)
+    history_max_buffer_age_s: float = Field(1.0, gt=0)
+    snapshot_interval_s: float = Field(
+        0.25, gt=0, le=1.0, description="replicas refresh registry/breaker state"
+    )
+    num_replicas: int = Field(1, ge=1, description="ignored when autoscaling is set")
+    autoscaling: AutoscalingArgs | None = Field(
+        None, description="Serve autoscaling of router replicas"
+    )
+    replica_num_cpus: float = Field(0.5, gt=0, description="CPU reserved per router replica")
+    max_replicas_per_node: int | None = Field(None, ge=1, description="spread replicas over nodes")
+    actor_num_cpus: float = Field(0.1, ge=0, description="CPU reserved per state actor")
+    max_ongoing_requests: int = Field(
+        64, ge=1, description="per replica (Serve's default of 5 collapses at 32 clients)"
+    )
+    batch_max_size: int = Field(32, ge=1, description="requests routed together in one jitted call")
+    batch_wait_timeout_s: float = Field(
+        0.0002, ge=0, description="how long a batch waits for company"
+    )
+    pin_replicas: bool = Field(
+        True, description="pin each replica process to core rank % cpu_count"
+    )
+    admin_token: str | None = Field(
+        None, description="bearer token for admin endpoints (or TINYDANCER_ADMIN_TOKEN)"
+    )
+    max_body_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="larger request bodies get 413"
+    )
+    fallback_agent: str | None = Field(
+        None, description="served when no eligible agent is available"
+    )
+    seed: int = Field(0, description="seed of Thompson sampling (per replica: seed + rank)")
+    register_default_agents: bool = Field(
+        True, description="a fresh registry starts with the default pool"
+    )
+    feedback_wait_s: float = Field(
+        1.0, ge=0, description="how long feedback waits for its decision to arrive"
+    )
+
+    @field_validator("admin_token")
+    @classmethod
+    def _long_enough(cls, value: str | None) -> str | None:
+        if value is not None and len(value) < 16:
+            raise ValueError("admin_token must be at least 16 characters")
+        return value
+
+
+def admin_token_from(args: AppArgs) -> tuple[str, bool]:
+    """(token, generated): from the args, else TINYDANCER_ADMIN_TOKEN, else a new random one."""
+    token = args.admin_token or os.environ.get("TINYDANCER_ADMIN_TOKEN")
+    if token:
+        return token, False
+    return secrets.token_urlsafe(24), True

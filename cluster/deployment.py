@@ -1,0 +1,234 @@
+"""RouterDeployment: the Serve replica. Thin: it translates HTTP / handle calls into engine
+calls on its `AgentRouter` and `Router`, and moves state between them and the actors.
+
+Request path: parse -> (batched) jitted routing on the local snapshot -> response. No
+actor round trip and no database write: decisions are appended to local buffers that a
+background task ships every `history_push_interval_s` (history records to the history
+actor, ledger entries to the registry actor), and the same task refreshes the registry
+and breaker snapshots every `snapshot_interval_s`.
+"""
+
+import os
+import time
+from typing import Any
+
+import numpy as np
+import ray
+from fastapi import Request
+from fastapi.responses import PlainTextResponse
+from ray import serve
+
+from cluster import actors
+from cluster.config import AppArgs
+from cluster.default_agents import DEFAULT_AGENTS
+from cluster.http import AdminAuth, OrjsonResponse, create_api, query_options, read_json
+from cluster.http_models import (
+    AgentPatch,
+    BatchOptions,
+    BatchRouteBody,
+    CandidateRouteBody,
+    FeedbackBody,
+    ReloadBody,
+    RouteBody,
+)
+from cluster.metrics import ReplicaMetrics, render_cluster_metrics
+from cluster.replica_state import ReplicaState
+from tinydancer._errors import FeedbackError, InvalidRequestError
+from tinydancer.agent_types import AgentRequest
+
+__all__ = ["RouterDeployment", "api"]
+
+_LIMIT = {"bytes": 16 * 1024 * 1024}
+api = create_api(lambda: _LIMIT["bytes"])
+
+
+@serve.deployment(name="router")
+@serve.ingress(api)
+class RouterDeployment:
+    def __init__(self, args: AppArgs | dict[str, Any]) -> None:
+        self.args = args if isinstance(args, AppArgs) else AppArgs.model_validate(args)
+        _LIMIT["bytes"] = self.args.max_body_bytes
+        context = serve.get_replica_context()
+        rank = context.rank.rank if context.rank is not None else 0
+        self.replica = f"{context.replica_id.unique_id}"
+        self.node_id = ray.get_runtime_context().get_node_id()
+        if self.args.pin_replicas:
+            from tinydancer.runtime import jax_backend_started, pin_to_core
+
+            if not jax_backend_started():
+                pin_to_core(rank % (os.cpu_count() or 1))
+        self.auth = AdminAuth(self.args.admin_token or "")
+        self.registry_actor, self.breaker_actor, self.history_actor = actors.get_or_create(
+            self.args, DEFAULT_AGENTS
+        )
+        self.metrics = ReplicaMetrics(self.replica)
+        self.state = ReplicaState(
+            self.args,
+            rank,
+            self.replica,
+            self.registry_actor,
+            self.breaker_actor,
+            self.history_actor,
+            self.metrics,
+        )
+        self._route_batched.set_max_batch_size(self.args.batch_max_size)  # type: ignore[attr-defined]
+        self._route_batched.set_batch_wait_timeout_s(self.args.batch_wait_timeout_s)  # type: ignore[attr-defined]
+
+    async def check_health(self) -> None:
+        self.state.ensure_background()
+
+    async def __del__(self) -> None:
+        await self.state.drain()
+
+    # -- routing ----------------------------------------------------------------------------------
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0002)
+    async def _route_batched(self, requests: list[AgentRequest]) -> list[Any]:
+        self.metrics.batch_size.observe(len(requests))
+        return self.state.route_many(requests)
+
+    async def route(self, request: AgentRequest | dict[str, Any]) -> dict[str, Any]:
+        """Handle method: route one agent-mode request (an AgentRequest or a /v1/route body)."""
+        self.state.ensure_background()
+        started = time.perf_counter()
+        engine_request = (
+            request
+            if isinstance(request, AgentRequest)
+            else RouteBody.model_validate(request).to_engine()
+        )
+        result = await self._route_batched(engine_request)
+        self.metrics.route_latency.labels("route").observe(time.perf_counter() - started)
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    async def describe(self) -> dict[str, Any]:
+        """Handle method: which replica / node answered and what it serves."""
+        return {
+            "replica": self.replica,
+            "node": self.node_id,
+            "models": self.state.model_versions(),
+        }
+
+    async def route_candidates(self, body: CandidateRouteBody | dict[str, Any]) -> dict[str, Any]:
+        """Handle method: candidate mode."""
+        self.state.ensure_background()
+        started = time.perf_counter()
+        parsed = (
+            body
+            if isinstance(body, CandidateRouteBody)
+            else CandidateRouteBody.model_validate(body)
+        )
+        out = self.state.route_candidates(parsed)
+        self.metrics.route_latency.labels("route_candidates").observe(time.perf_counter() - started)
+        return out
+
+    async def feedback(self, body: FeedbackBody | dict[str, Any]) -> dict[str, Any]:
+        """Handle method: an outcome for a decision the service issued."""
+        self.state.ensure_background()
+        parsed = body if isinstance(body, FeedbackBody) else FeedbackBody.model_validate(body)
+        return await self.state.feedback(parsed)
+
+    # -- HTTP -------------------------------------------------------------------------------------
+    @api.post("/v1/route")
+    async def http_route(self, body: RouteBody) -> Any:
+        return OrjsonResponse(await self.route(body.to_engine()))
+
+    @api.post("/v1/route/batch")
+    async def http_route_batch(self, request: Request) -> Any:
+        self.state.ensure_background()
+        started = time.perf_counter()
+        if request.headers.get("content-type", "").startswith("application/octet-stream"):
+            raw = await request.body()
+            if len(raw) == 0 or len(raw) % (4 * 384):
+                raise InvalidRequestError(
+                    "body",
+                    f"{len(raw)} bytes",
+                    "N x 384 little-endian float32 (a positive multiple of 1536 bytes)",
+                )
+            options = BatchOptions.model_validate(query_options(request))
+            out = self.state.route_block(
+                np.frombuffer(raw, dtype="<f4").reshape(-1, 384), options.template()
+            )
+        else:
+            body = BatchRouteBody.model_validate(await read_json(request))
+            if body.requests is not None:
+                results = self.state.route_many([r.to_engine() for r in body.requests])
+                for r in results:
+                    if isinstance(r, Exception):
+                        raise r
+                out = {"decisions": results}
+            else:
+                out = self.state.route_block(body.block(), body.template())
+        self.metrics.route_latency.labels("route_batch").observe(time.perf_counter() - started)
+        return OrjsonResponse(out)
+
+    @api.post("/v1/route/candidates")
+    async def http_route_candidates(self, body: CandidateRouteBody) -> Any:
+        return OrjsonResponse(await self.route_candidates(body))
+
+    @api.post("/v1/feedback")
+    async def http_feedback(self, body: FeedbackBody) -> Any:
+        result = await self.feedback(body)
+        if not result.get("accepted"):
+            error = FeedbackError(
+                result.get("reason", "invalid"), result.get("message", "feedback refused")
+            )
+            raise error
+        return result
+
+    @api.get("/v1/agents")
+    async def list_agents(self) -> Any:
+        return await self._registry_call("list")
+
+    @api.get("/v1/agents/{name:path}")
+    async def get_agent(self, name: str) -> Any:
+        return await self._registry_call("stats", name)
+
+    @api.post("/v1/agents", status_code=201)
+    async def register_agent(self, request: Request) -> Any:
+        return self.auth.check(request) or await self._registry_call(
+            "register", await read_json(request)
+        )
+
+    @api.patch("/v1/agents/{name:path}")
+    async def update_agent(self, name: str, body: AgentPatch, request: Request) -> Any:
+        changes = body.model_dump(exclude_none=True)
+        return self.auth.check(request) or await self._registry_call("update", name, **changes)
+
+    @api.delete("/v1/agents/{name:path}")
+    async def remove_agent(self, name: str, request: Request) -> Any:
+        return self.auth.check(request) or await self._registry_call("remove", name)
+
+    @api.get("/v1/stats")
+    async def stats(self) -> Any:
+        return await self.state.stats()
+
+    @api.post("/v1/admin/reload")
+    async def reload(self, body: ReloadBody, request: Request) -> Any:
+        return self.auth.check(request) or await self.state.publish_model(body.mode, body.path)
+
+    @api.get("/healthz")
+    async def healthz(self) -> Any:
+        self.state.ensure_background()
+        return {
+            "status": "ok",
+            "replica": self.replica,
+            "node": self.node_id,
+            "models": self.state.model_versions(),
+        }
+
+    @api.get("/metrics")
+    async def metrics_endpoint(self) -> Any:
+        per_replica, cluster = await self.state.metrics_view()
+        return PlainTextResponse(
+            render_cluster_metrics(per_replica, cluster), media_type="text/plain; version=0.0.4"
+        )
+
+    async def _registry_call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        reply = await self.registry_actor.call.remote(method, *args, **kwargs)
+        if reply["ok"]:
+            return reply["result"]
+        status = {"UnknownAgentError": 404, "DuplicateAgentError": 409}.get(
+            reply.get("error", ""), 422
+        )
+        return OrjsonResponse({k: v for k, v in reply.items() if k != "ok"}, status_code=status)

@@ -1,0 +1,210 @@
+"""HTTP request bodies (pydantic): strict (unknown fields and NaN/inf refused), with units in names.
+
+Embeddings travel as JSON lists or, much cheaper to parse, as base64 of little-endian
+float32 (`*_b64` fields): one vector, or a row-major N x 384 block.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tinydancer.agent_types import AgentRequest, Constraints
+from tinydancer.embedding import decode_base64_f32
+
+__all__ = [
+    "AgentPatch",
+    "BatchOptions",
+    "BatchRouteBody",
+    "CandidateColumns",
+    "CandidateRouteBody",
+    "FeedbackBody",
+    "ReloadBody",
+    "RouteBody",
+]
+
+_STRICT = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+DIM = 384
+
+
+class ConstraintsBody(BaseModel):
+    model_config = _STRICT
+    max_cost_usd: float | None = Field(None, ge=0)
+    max_latency_ms: float | None = Field(None, ge=0)
+    min_quality: float | None = Field(None, ge=0, le=1)
+    required_capabilities: list[str] = Field(default_factory=list, max_length=64)
+    excluded_agents: list[str] = Field(default_factory=list, max_length=1024)
+
+    def to_engine(self) -> Constraints:
+        return Constraints(
+            self.max_cost_usd,
+            self.max_latency_ms,
+            self.min_quality,
+            frozenset(self.required_capabilities),
+            frozenset(self.excluded_agents),
+        )
+
+
+class WeightsBody(BaseModel):
+    model_config = _STRICT
+    quality: float | None = Field(None, ge=0)
+    cost: float | None = Field(None, ge=0)
+    latency: float | None = Field(None, ge=0)
+    similarity: float | None = Field(None, ge=0)
+
+
+class _Options(BaseModel):
+    model_config = _STRICT
+    optimize_for: Literal["cost", "latency", "quality", "balanced"] = "balanced"
+    weights: WeightsBody | None = None
+    willingness_to_pay: float | None = Field(None, gt=0, description="USD per unit of quality")
+    expected_tokens: float | None = Field(None, ge=0)
+    constraints: ConstraintsBody = Field(default_factory=ConstraintsBody)
+
+    def template(self, **extra: Any) -> AgentRequest:
+        weights = (
+            None
+            if self.weights is None
+            else {k: v for k, v in self.weights.model_dump().items() if v is not None}
+        )
+        return AgentRequest(
+            optimize_for=self.optimize_for,
+            weights=weights,
+            willingness_to_pay=self.willingness_to_pay,
+            expected_tokens=self.expected_tokens,
+            constraints=self.constraints.to_engine(),
+            **extra,
+        )
+
+
+class RouteBody(_Options):
+    """POST /v1/route: exactly one of embedding, embedding_b64, messages, messages_b64."""
+
+    embedding: list[float] | None = Field(None, max_length=4096)
+    embedding_b64: str | None = Field(None, max_length=65536)
+    messages: list[list[float]] | None = Field(None, max_length=256)
+    messages_b64: str | None = Field(None, max_length=4_000_000)
+
+    @model_validator(mode="after")
+    def _one_input(self) -> RouteBody:
+        given = [
+            n
+            for n in ("embedding", "embedding_b64", "messages", "messages_b64")
+            if getattr(self, n) is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                f"give exactly one of embedding, embedding_b64, messages, messages_b64 (got {given or 'none'})"
+            )
+        return self
+
+    def to_engine(self) -> AgentRequest:
+        if self.embedding_b64 is not None:
+            block = decode_base64_f32(self.embedding_b64, "embedding_b64", DIM)
+            if block.shape[0] != 1:
+                return self.template(messages=list(block))
+            return self.template(embedding=block[0])
+        if self.messages_b64 is not None:
+            return self.template(
+                messages=list(decode_base64_f32(self.messages_b64, "messages_b64", DIM))
+            )
+        if self.messages is not None:
+            return self.template(messages=self.messages)
+        return self.template(embedding=self.embedding)
+
+
+class BatchOptions(_Options):
+    """Options of a raw-binary /v1/route/batch call (from the query string)."""
+
+
+class BatchRouteBody(_Options):
+    """POST /v1/route/batch (JSON form): an N x 384 block (base64 or lists) or full requests."""
+
+    embeddings_b64: str | None = Field(None, max_length=64_000_000)
+    embeddings: list[list[float]] | None = Field(None, max_length=100_000)
+    requests: list[RouteBody] | None = Field(None, max_length=10_000)
+
+    @model_validator(mode="after")
+    def _one_input(self) -> BatchRouteBody:
+        given = [
+            n for n in ("embeddings_b64", "embeddings", "requests") if getattr(self, n) is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                f"give exactly one of embeddings_b64, embeddings, requests (got {given or 'none'})"
+            )
+        return self
+
+    def block(self) -> np.ndarray:
+        if self.embeddings_b64 is not None:
+            return decode_base64_f32(self.embeddings_b64, "embeddings_b64", DIM)
+        return np.asarray(self.embeddings, np.float32)
+
+
+class CandidateBody(BaseModel):
+    model_config = _STRICT
+    id: str = Field(..., min_length=1, max_length=256)
+    embedding: list[float] = Field(..., max_length=4096)
+    created_at: float = Field(..., description="Unix seconds")
+    access_count: int = Field(0, ge=0)
+    success_rate: float = Field(0.0, ge=0, le=1)
+    metadata: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+
+class CandidateColumns(BaseModel):
+    model_config = _STRICT
+    ids: list[str] = Field(..., min_length=1, max_length=16384)
+    embeddings_b64: str = Field(..., max_length=64_000_000)
+    created_at: list[float]
+    access_count: list[int] | None = None
+    success_rate: list[float] | None = None
+    metadata_overlap: list[float] | None = None
+
+
+class CandidateRouteBody(BaseModel):
+    """POST /v1/route/candidates: a query and a list of candidates or their columns."""
+
+    model_config = _STRICT
+    query_embedding: list[float] | None = Field(None, max_length=4096)
+    query_embedding_b64: str | None = Field(None, max_length=65536)
+    candidates: list[CandidateBody] | None = Field(None, max_length=16384)
+    columns: CandidateColumns | None = None
+    metadata: dict[str, str | int | float | bool] | None = None
+
+    @model_validator(mode="after")
+    def _inputs(self) -> CandidateRouteBody:
+        if (self.query_embedding is None) == (self.query_embedding_b64 is None):
+            raise ValueError("give exactly one of query_embedding, query_embedding_b64")
+        if (self.candidates is None) == (self.columns is None):
+            raise ValueError("give exactly one of candidates, columns")
+        return self
+
+
+class FeedbackBody(BaseModel):
+    model_config = _STRICT
+    request_id: str = Field(..., min_length=1, max_length=64)
+    agent: str = Field(
+        ..., min_length=1, max_length=256, description="the agent (or candidate id) that served"
+    )
+    success: bool
+    latency_ms: float | None = Field(None, ge=0)
+    quality: float | None = Field(None, ge=0, le=1)
+    cost_usd: float | None = Field(None, ge=0)
+
+
+class AgentPatch(BaseModel):
+    model_config = _STRICT
+    capabilities: list[str] | None = None
+    cost: dict[str, float] | None = None
+    expected_quality: float | None = Field(None, ge=0, le=1)
+    expected_latency_ms: float | None = Field(None, gt=0)
+    active: bool | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class ReloadBody(BaseModel):
+    model_config = _STRICT
+    path: str = Field(..., min_length=1, max_length=4096)
+    mode: Literal["agent", "candidate"] = "agent"

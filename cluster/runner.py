@@ -1,0 +1,108 @@
+"""Start and stop the cluster on this machine (embedded defaults: local Ray, a DuckDB file).
+
+    cluster = LocalCluster.start(AppArgs(history_path="data/history.duckdb"))
+    cluster.url                       # http://127.0.0.1:8000
+    handle = cluster.handle           # DeploymentHandle: handle.route.remote({...}).result()
+    cluster.stop()                    # replicas drain, history flushed and closed, Ray shut down
+
+From inside a Ray job on a running cluster, get the handle by name:
+`serve.get_app_handle("tinydancer")`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+from ray import serve
+
+from cluster.actors import actor_names
+from cluster.app import build_app
+from cluster.config import AppArgs, admin_token_from
+
+__all__ = ["APP_NAME", "LocalCluster"]
+
+APP_NAME = "tinydancer"
+
+
+@dataclass
+class LocalCluster:
+    args: AppArgs
+    host: str
+    port: int
+    handle: Any
+    admin_token: str
+    token_generated: bool
+    started_ray: bool
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @classmethod
+    def start(
+        cls,
+        args: AppArgs | None = None,
+        *,
+        num_cpus: int = 2,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        metrics_export_port: int | None = None,
+    ) -> LocalCluster:
+        args = args or AppArgs()
+        token, generated = admin_token_from(args)
+        args = args.model_copy(update={"admin_token": token})
+        started = False
+        if not ray.is_initialized():
+            options: dict[str, Any] = {
+                "num_cpus": num_cpus,
+                "include_dashboard": False,
+                "log_to_driver": False,
+                "namespace": args.namespace,
+            }
+            if metrics_export_port is not None:
+                options["_metrics_export_port"] = metrics_export_port
+            ray.init(**options)
+            started = True
+        serve.start(http_options={"host": host, "port": port})
+        handle = serve.run(build_app(args), name=APP_NAME, route_prefix="/", blocking=False)
+        return cls(args, host, port, handle, token, generated, started)
+
+    def actor(self, which: str) -> Any:
+        names = dict(zip(("registry", "breaker", "history"), actor_names(), strict=True))
+        return ray.get_actor(names[which], namespace=self.args.namespace)
+
+    def stop(self, *, timeout_s: float = 60.0) -> dict[str, int] | None:
+        """Drain replicas, flush and close the history, remove the actors, stop Serve (and Ray)."""
+        integrity = None
+        try:
+            serve.delete(APP_NAME)  # replicas run __del__: buffered records go to the history actor
+            history = self.actor("history")
+            ray.get(history.flush.remote(), timeout=timeout_s)
+            integrity = ray.get(history.integrity.remote(), timeout=timeout_s)
+            ray.get(history.close.remote(), timeout=timeout_s)
+        finally:
+            for which in ("registry", "breaker", "history"):
+                with contextlib.suppress(ValueError):
+                    ray.kill(self.actor(which), no_restart=True)
+            serve.shutdown()
+            if self.started_ray:
+                ray.shutdown()
+        return integrity
+
+    def wait_ready(self, timeout_s: float = 120.0) -> None:
+        import urllib.request
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=5) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(0.5)

@@ -1,0 +1,68 @@
+"""deploy/: the Serve config against Ray's own schema, the RayService manifest against it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from cluster.config import AppArgs
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+
+
+def _serve_config() -> dict:
+    return yaml.safe_load((DEPLOY / "serve_config.yaml").read_text())
+
+
+def test_serve_config_is_valid_for_ray_and_for_the_builder():
+    from ray.serve.schema import ServeDeploySchema
+
+    config = _serve_config()
+    ServeDeploySchema.model_validate(config)  # raises on anything Ray would refuse
+    (app,) = config["applications"]
+    assert app["import_path"] == "cluster.app:build_app"
+    args = AppArgs.model_validate(app["args"])  # the typed builder's own validation
+    assert (
+        args.autoscaling is not None
+        and args.autoscaling.max_replicas >= args.autoscaling.min_replicas
+    )
+    assert config["http_options"]["host"] == "127.0.0.1"
+
+
+def test_build_app_turns_args_into_deployment_options():
+    from cluster.app import build_app
+
+    app = build_app(_serve_config()["applications"][0]["args"])
+    deployment = app._bound_deployment
+    assert deployment._deployment_config.autoscaling_config.max_replicas == 4
+    assert deployment._deployment_config.max_ongoing_requests == 64
+    assert deployment.ray_actor_options["num_cpus"] == 0.5
+
+
+def test_rayservice_manifest_matches_the_serve_config():
+    manifest = yaml.safe_load((DEPLOY / "rayservice.yaml").read_text())
+    assert manifest["apiVersion"] == "ray.io/v1" and manifest["kind"] == "RayService"
+    embedded = yaml.safe_load(manifest["spec"]["serveConfigV2"])
+    from ray.serve.schema import ServeDeploySchema
+
+    ServeDeploySchema.model_validate(embedded)
+    ours = _serve_config()["applications"][0]
+    theirs = embedded["applications"][0]
+    assert theirs["import_path"] == ours["import_path"] and theirs["name"] == ours["name"]
+    assert theirs["args"] == ours["args"]  # same application, only the bind address differs
+    cluster = manifest["spec"]["rayClusterConfig"]
+    assert cluster["enableInTreeAutoscaling"] is True
+    workers = cluster["workerGroupSpecs"][0]
+    assert workers["minReplicas"] <= workers["replicas"] <= workers["maxReplicas"]
+    import ray
+
+    assert cluster["rayVersion"] == ray.__version__
+
+
+def test_prometheus_scrapes_tinydancer_and_ray():
+    config = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert jobs["tinydancer"]["metrics_path"] == "/metrics"
+    assert jobs["tinydancer"]["static_configs"][0]["targets"] == ["127.0.0.1:8000"]
+    assert jobs["ray"]["static_configs"][0]["targets"] == ["127.0.0.1:8080"]

@@ -1,0 +1,235 @@
+"""The HTTP API end to end on the session's Ray Serve app."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+from cluster_helpers import DIM, b64, vector
+
+
+def test_route_json_and_base64_give_decisions(cluster, http):
+    for body in (
+        {"embedding": vector(1).tolist()},
+        {"embedding_b64": b64(vector(1)), "optimize_for": "cost"},
+        {"messages_b64": b64(np.stack([vector(2), vector(3)])), "optimize_for": "quality"},
+    ):
+        reply = http.post("/v1/route", json=body)
+        assert reply.status_code == 200, reply.text
+        decision = reply.json()
+        assert {
+            "request_id",
+            "agent",
+            "confidence",
+            "uncertainty",
+            "estimated_cost_usd",
+            "estimated_latency_ms",
+            "expected_quality",
+            "similarity",
+            "reason",
+            "alternatives",
+            "model_version",
+        } <= set(decision)
+        cluster.routed_ids.append(decision["request_id"])
+
+
+def test_feedback_is_accepted_once_and_refused_otherwise(cluster, http):
+    decision = http.post("/v1/route", json={"embedding": vector(4).tolist()}).json()
+    cluster.routed_ids.append(decision["request_id"])
+    ok = http.post(
+        "/v1/feedback",
+        json={
+            "request_id": decision["request_id"],
+            "agent": decision["agent"],
+            "success": True,
+            "latency_ms": 420.0,
+            "quality": 0.9,
+            "cost_usd": 0.0004,
+        },
+    )
+    assert ok.status_code == 200 and ok.json()["accepted"]
+    again = http.post(
+        "/v1/feedback",
+        json={"request_id": decision["request_id"], "agent": decision["agent"], "success": True},
+    )
+    assert again.status_code == 409 and again.json()["reason"] == "replayed"
+    unknown = http.post(
+        "/v1/feedback", json={"request_id": "0" * 32, "agent": decision["agent"], "success": True}
+    )
+    assert unknown.status_code == 404 and unknown.json()["reason"] == "unknown_request"
+    other = http.post("/v1/route", json={"embedding": vector(5).tolist()}).json()
+    cluster.routed_ids.append(other["request_id"])
+    wrong = http.post(
+        "/v1/feedback",
+        json={"request_id": other["request_id"], "agent": "not-an-agent", "success": True},
+    )
+    assert wrong.status_code == 422 and wrong.json()["reason"] == "agent_mismatch"
+    stats = http.get("/v1/stats").json()
+    refused = stats["registry"]["refused_feedback"]
+    assert (
+        refused["replayed"] >= 1
+        and refused["unknown_request"] >= 1
+        and refused["agent_mismatch"] >= 1
+    )
+
+
+def test_batch_routes_columns_from_base64_and_raw_bytes(cluster, http):
+    block = np.stack([vector(i) for i in range(300)])
+    reply = http.post(
+        "/v1/route/batch", json={"embeddings_b64": b64(block), "willingness_to_pay": 0.1}
+    )
+    assert reply.status_code == 200, reply.text
+    columns = reply.json()
+    assert len(columns["request_id"]) == 300 and len(columns["agent"]) == 300
+    raw = http.post(
+        "/v1/route/batch?optimize_for=cost",
+        content=block[:50].astype("<f4").tobytes(),
+        headers={"content-type": "application/octet-stream"},
+    )
+    assert raw.status_code == 200 and len(raw.json()["agent"]) == 50
+    cluster.routed_ids.extend(columns["request_id"] + raw.json()["request_id"])
+    bad = http.post(
+        "/v1/route/batch",
+        content=b"\x00" * 100,
+        headers={"content-type": "application/octet-stream"},
+    )
+    assert bad.status_code == 422 and bad.json()["field"] == "body"
+
+
+def test_candidate_mode_over_http(cluster, http):
+    now = time.time()
+    candidates = [
+        {
+            "id": f"doc-{i}",
+            "embedding": vector(10 + i).tolist(),
+            "created_at": now - 60 * i,
+            "access_count": i,
+            "success_rate": 0.8,
+        }
+        for i in range(5)
+    ]
+    reply = http.post(
+        "/v1/route/candidates",
+        json={"query_embedding": vector(10).tolist(), "candidates": candidates},
+    )
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["decisions"][0]["candidate_id"] == "doc-0" and body["candidates_processed"] == 5
+    cluster.routed_ids.append(body["request_id"])
+    feedback = http.post(
+        "/v1/feedback", json={"request_id": body["request_id"], "agent": "doc-3", "success": True}
+    )
+    assert feedback.status_code == 200 and feedback.json()["mode"] == "candidate"
+    millis = [dict(candidates[0], created_at=now * 1000)]
+    bad = http.post(
+        "/v1/route/candidates", json={"query_embedding": vector(10).tolist(), "candidates": millis}
+    )
+    assert bad.status_code == 422 and "milliseconds" in bad.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"embedding": [0.1] * 10}, "embedding"),
+        ({"embedding": vector().tolist(), "surprise": 1}, "surprise"),
+        ({"embedding": vector().tolist(), "optimize_for": "speed"}, "optimize_for"),
+        (
+            {"embedding": vector().tolist(), "constraints": {"min_quality": 2}},
+            "constraints.min_quality",
+        ),
+        ({"embedding_b64": "not base64!"}, "embedding_b64"),
+        ({}, ""),
+        ({"embedding": vector().tolist(), "constraints": {"max_cost_usd": 0.0}}, ""),
+    ],
+    ids=[
+        "dimension",
+        "unknown-field",
+        "objective",
+        "constraint",
+        "base64",
+        "empty",
+        "unsatisfiable",
+    ],
+)
+def test_bad_requests_get_a_4xx_json_error_naming_the_field(http, body, field):
+    reply = http.post("/v1/route", json=body)
+    assert 400 <= reply.status_code < 500, reply.text
+    error = reply.json()
+    assert "message" in error
+    if field:
+        assert field in error.get("field", "") or field in error["message"]
+
+
+def test_nan_and_malformed_json_are_4xx(http):
+    nan_body = '{"embedding": [' + ",".join(["NaN"] * DIM) + "]}"
+    assert (
+        http.post(
+            "/v1/route", content=nan_body, headers={"content-type": "application/json"}
+        ).status_code
+        == 422
+    )
+    assert (
+        http.post(
+            "/v1/route", content=b"{not json", headers={"content-type": "application/json"}
+        ).status_code
+        == 422
+    )
+
+
+def test_oversized_bodies_get_413(http):
+    huge = b"[" + b"0," * (3 * 1024 * 1024) + b"0]"
+    reply = http.post("/v1/route", content=huge, headers={"content-type": "application/json"})
+    assert reply.status_code == 413 and reply.json()["field"] == "body"
+
+
+def test_agent_administration_needs_the_token(http, admin):
+    spec = {
+        "name": "test-agent",
+        "capabilities": ["chat"],
+        "cost": {"per_request_usd": 0.0001},
+        "expected_quality": 0.99,
+        "expected_latency_ms": 50,
+    }
+    assert http.post("/v1/agents", json=spec).status_code == 401
+    assert (
+        http.post(
+            "/v1/agents", json=spec, headers={"Authorization": "Bearer wrong-token-xxxxxxxx"}
+        ).status_code
+        == 401
+    )
+    assert http.post("/v1/agents", json=spec, headers=admin).status_code == 201
+    assert http.post("/v1/agents", json=spec, headers=admin).status_code == 409
+    assert http.get("/v1/agents/test-agent").json()["agent"]["name"] == "test-agent"
+    assert (
+        http.patch("/v1/agents/test-agent", json={"active": False}, headers=admin).status_code
+        == 200
+    )
+    assert http.get("/v1/agents/mistralai/mistral-7b-chat").status_code == 200
+    assert http.delete("/v1/agents/test-agent", headers=admin).status_code == 200
+    assert http.get("/v1/agents/test-agent").status_code == 404
+
+
+def test_observability_endpoints(http):
+    assert http.get("/healthz").json()["status"] == "ok"
+    spec = http.get("/openapi.json").json()
+    assert {
+        "/v1/route",
+        "/v1/route/batch",
+        "/v1/route/candidates",
+        "/v1/feedback",
+        "/v1/agents",
+    } <= set(spec["paths"])
+    metrics = http.get("/metrics").text
+    for name in (
+        "tinydancer_routes_total",
+        "tinydancer_route_latency_seconds_bucket",
+        "tinydancer_breaker_state",
+        "tinydancer_bandit_updates_total",
+        "tinydancer_history_buffer_records",
+        "tinydancer_model_info",
+        "tinydancer_snapshot_staleness_seconds",
+    ):
+        assert name in metrics, name
+    assert json.loads(json.dumps(http.get("/v1/stats").json()))["registry"]["agents"] >= 11
