@@ -53,14 +53,16 @@ def test_agents(reader: HistoryReader):
             "agent": "mixtral",
             "decisions": 6,
             "traffic_share": 0.5,
-            "outcomes": 4,  # d06 and d12 have none; d02's duplicate is ignored
-            "success_rate": 0.75,
-            "mean_quality": (0.6 + 0.2 + 0.8 + 0.5) / 4,
-            "latency_p50_ms": 225.0,  # 150 200 | 250 300
-            "latency_p95_ms": 292.5,  # position 0.95 * 3 = 2.85 -> 250 + 0.85 * 50
-            "latency_p99_ms": 298.5,
-            "total_cost_usd": 0.005,
-            "mean_cost_usd": 0.00125,
+            # outcome metrics belong to the agent that served: d02, d03, d07, d10 and the
+            # orphan (an outcome whose decision never reached the history); d02's duplicate is ignored
+            "outcomes": 5,
+            "success_rate": 0.8,
+            "mean_quality": (0.6 + 0.2 + 0.8 + 0.5 + 0.5) / 5,
+            "latency_p50_ms": 200.0,  # 100 150 200 250 300
+            "latency_p95_ms": 290.0,  # position 0.95 * 4 = 3.8 -> 250 + 0.8 * 50
+            "latency_p99_ms": 298.0,
+            "total_cost_usd": 0.006,
+            "mean_cost_usd": 0.0012,
         }
     )
     assert gpt4 == approx(
@@ -97,19 +99,19 @@ def test_agents(reader: HistoryReader):
 
 def test_savings(reader: HistoryReader):
     [row] = reader.savings()
-    always_strongest = 10 * 0.1 / 3  # gpt-4 (mean quality 0.9) at its mean cost, 10 requests
+    always_strongest = 11 * 0.1 / 3  # gpt-4 (mean quality 0.9) at its mean cost, 11 outcomes
     assert row == approx(
         {
-            "decisions_with_outcome": 10,
-            "actual_total_cost_usd": 0.121,
-            "actual_mean_cost_usd": 0.0121,
-            "actual_mean_quality": 0.67,
+            "decisions_with_outcome": 11,  # the ten matched outcomes and the orphan
+            "actual_total_cost_usd": 0.122,
+            "actual_mean_cost_usd": 0.122 / 11,
+            "actual_mean_quality": 7.2 / 11,
             "strongest_agent": "gpt-4",
             "strongest_mean_cost_usd": 0.1 / 3,
             "strongest_mean_quality": 0.9,
             "always_strongest_total_cost_usd": always_strongest,
-            "savings_usd": always_strongest - 0.121,
-            "savings_share": 1 - 0.121 / always_strongest,
+            "savings_usd": always_strongest - 0.122,
+            "savings_share": 1 - 0.122 / always_strongest,
         }
     )
 
@@ -156,10 +158,10 @@ def test_timeseries_by_hour_and_by_day(reader: HistoryReader):
         {
             "bucket": START + timedelta(days=1),
             "decisions": 2,
-            "outcomes": 1,
+            "outcomes": 2,  # d11's and the orphan's, bucketed by the outcome's own time
             "success_rate": 1.0,
-            "mean_quality": 0.9,
-            "cost_usd": 0.006,
+            "mean_quality": 0.7,
+            "cost_usd": 0.007,
             "agent_share": {"llama": 0.5, "mixtral": 0.5},
         },
     )

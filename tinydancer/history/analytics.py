@@ -59,31 +59,29 @@ _WINDOW = (
 # work on files and exports without the view).
 _FIRST_OUTCOMES = "SELECT * FROM outcomes WHERE NOT duplicate"
 
+# Reports aggregate decisions and outcomes separately and merge the per-agent (or
+# per-bucket) rows: joining a million decisions to their outcomes on the request id
+# costs several times the 100 ms budget, the merge costs nothing. Decisions are windowed
+# on their own time, outcomes on theirs; outcome metrics belong to the agent that served.
 _AGENTS = f"""
-WITH d AS (SELECT request_id, chosen FROM decisions WHERE {_WINDOW}),
-j AS (
-    SELECT d.chosen AS agent, o.request_id IS NOT NULL AS has_outcome, o.success, o.latency_ms,
-           o.quality, o.cost_usd
-    FROM d LEFT JOIN ({_FIRST_OUTCOMES}) o USING (request_id)),
-a AS (
-    SELECT agent, count(*) AS decisions, count(*) FILTER (WHERE has_outcome) AS outcomes,
-           avg(success::DOUBLE) AS success_rate, avg(quality) AS mean_quality,
+WITH d AS (SELECT chosen AS agent, count(*) AS decisions FROM decisions WHERE {_WINDOW} GROUP BY chosen),
+o AS (
+    SELECT agent, count(*) AS outcomes, avg(success::DOUBLE) AS success_rate, avg(quality) AS mean_quality,
            quantile_cont(latency_ms, [0.5, 0.95, 0.99]) AS q,
            sum(cost_usd) AS total_cost_usd, avg(cost_usd) AS mean_cost_usd
-    FROM j GROUP BY agent)
-SELECT agent, decisions, decisions / sum(decisions) OVER () AS traffic_share, outcomes,
-       success_rate, mean_quality, q[1] AS latency_p50_ms, q[2] AS latency_p95_ms,
-       q[3] AS latency_p99_ms, total_cost_usd, mean_cost_usd
-FROM a ORDER BY decisions DESC, agent"""
+    FROM ({_FIRST_OUTCOMES}) WHERE {_WINDOW} GROUP BY agent)
+SELECT coalesce(d.agent, o.agent) AS agent, coalesce(d.decisions, 0) AS decisions,
+       coalesce(d.decisions, 0) / sum(coalesce(d.decisions, 0)) OVER () AS traffic_share,
+       coalesce(o.outcomes, 0) AS outcomes, o.success_rate, o.mean_quality, o.q[1] AS latency_p50_ms,
+       o.q[2] AS latency_p95_ms, o.q[3] AS latency_p99_ms, o.total_cost_usd, o.mean_cost_usd
+FROM d FULL JOIN o ON d.agent IS NOT DISTINCT FROM o.agent
+ORDER BY decisions DESC, agent"""
 
 # The strongest agent has the highest mean observed quality; always sending every request
 # there would have cost its mean observed cost per request. (A naive counterfactual: it
 # assumes that agent's quality and cost on the traffic it did not get.)
 _SAVINGS = f"""
-WITH j AS (
-    SELECT o.agent, o.quality, o.cost_usd
-    FROM (SELECT request_id FROM decisions WHERE {_WINDOW}) d
-    JOIN ({_FIRST_OUTCOMES}) o USING (request_id)),
+WITH j AS (SELECT agent, quality, cost_usd FROM ({_FIRST_OUTCOMES}) WHERE {_WINDOW}),
 per_agent AS (
     SELECT agent, avg(quality) AS mean_quality, avg(cost_usd) AS mean_cost_usd
     FROM j GROUP BY agent),
@@ -104,26 +102,21 @@ FROM actual a LEFT JOIN strongest s ON true"""
 
 _TIMESERIES = f"""
 WITH d AS (
-    SELECT date_trunc('{{part}}', ts) AS bucket, request_id, coalesce(chosen, '(none)') AS chosen
+    SELECT date_trunc('{{part}}', ts) AS bucket, coalesce(chosen, '(none)') AS chosen
     FROM decisions WHERE {_WINDOW}),
-j AS (
-    SELECT d.bucket, d.chosen, o.request_id IS NOT NULL AS has_outcome, o.success, o.quality,
-           o.cost_usd
-    FROM d LEFT JOIN ({_FIRST_OUTCOMES}) o USING (request_id)),
-totals AS (
-    SELECT bucket, count(*) AS decisions, count(*) FILTER (WHERE has_outcome) AS outcomes,
-           avg(success::DOUBLE) AS success_rate, avg(quality) AS mean_quality,
-           sum(cost_usd) AS cost_usd
-    FROM j GROUP BY bucket),
 per_agent AS (
-    SELECT bucket, chosen, count(*) / sum(count(*)) OVER (PARTITION BY bucket) AS share
-    FROM j GROUP BY bucket, chosen),
+    SELECT bucket, chosen, count(*) AS n, count(*) / sum(count(*)) OVER (PARTITION BY bucket) AS share
+    FROM d GROUP BY bucket, chosen),
 shares AS (
-    SELECT bucket, map(list(chosen ORDER BY chosen), list(share ORDER BY chosen)) AS agent_share
-    FROM per_agent GROUP BY bucket)
-SELECT t.bucket, t.decisions, t.outcomes, t.success_rate, t.mean_quality, t.cost_usd,
-       s.agent_share
-FROM totals t JOIN shares s USING (bucket) ORDER BY t.bucket"""
+    SELECT bucket, sum(n) AS decisions, map(list(chosen ORDER BY chosen), list(share ORDER BY chosen)) AS agent_share
+    FROM per_agent GROUP BY bucket),
+o AS (
+    SELECT date_trunc('{{part}}', ts) AS bucket, count(*) AS outcomes, avg(success::DOUBLE) AS success_rate,
+           avg(quality) AS mean_quality, sum(cost_usd) AS cost_usd
+    FROM ({_FIRST_OUTCOMES}) WHERE {_WINDOW} GROUP BY 1)
+SELECT s.bucket, s.decisions::BIGINT AS decisions, coalesce(o.outcomes, 0) AS outcomes, o.success_rate,
+       o.mean_quality, o.cost_usd, s.agent_share
+FROM shares s LEFT JOIN o USING (bucket) ORDER BY s.bucket"""
 
 _BREAKERS = f"""
 SELECT agent, to_state, count(*) AS transitions, min(ts) AS first_ts, max(ts) AS last_ts

@@ -82,11 +82,18 @@ def _embedding_column(values: Any) -> tuple[pa.Array, int]:
     block = np.ascontiguousarray(block, dtype=np.int8)
     rows, width = block.shape if block.ndim == 2 else (0, 0)
     if rows == 0:
-        return pa.array([], pa.binary()), 0
+        return pa.array([], pa.binary(0)), 0
     fixed = pa.FixedSizeBinaryArray.from_buffers(
         pa.binary(width), rows, [None, pa.py_buffer(block.tobytes())]
     )
-    return fixed.cast(pa.binary()), rows
+    return fixed, rows  # DuckDB stores fixed-size binary as BLOB directly (no copy into binary)
+
+
+def _column(values: Any) -> pa.Array:
+    """Arrow array of a column; numpy string arrays go through lists (twice as fast)."""
+    if isinstance(values, np.ndarray) and values.dtype.kind in "UO":
+        return pa.array(values.tolist())
+    return pa.array(values)
 
 
 class HistoryStore:
@@ -238,7 +245,7 @@ class HistoryStore:
             raise HistoryError(f"decision batch has {len(columns)} rows but {rows} embeddings")
         arrays = {"ts": _timestamps(data.pop("ts")), "embedding": embedding}
         for name, values in data.items():
-            arrays[name] = pa.array(values)
+            arrays[name] = _column(values)
         return pa.table(arrays)
 
     def _write_decisions(self, batches: list[DecisionColumns]) -> int:
