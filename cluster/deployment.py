@@ -23,6 +23,7 @@ from cluster.config import AppArgs
 from cluster.default_agents import DEFAULT_AGENTS
 from cluster.http import AdminAuth, OrjsonResponse, create_api, query_options, read_json
 from cluster.http_models import (
+    ERROR_RESPONSES,
     AgentPatch,
     BatchOptions,
     BatchRouteBody,
@@ -35,10 +36,31 @@ from cluster.metrics import ReplicaMetrics, render_cluster_metrics
 from cluster.replica_state import ReplicaState
 from tinydancer._errors import FeedbackError, InvalidRequestError
 from tinydancer.agent_types import AgentRequest
+from tinydancer.agents import Agent
 
 __all__ = ["RouterDeployment", "api"]
 
 _LIMIT = {"bytes": 16 * 1024 * 1024}
+# Endpoints that read the raw body (JSON or binary) still document what they accept.
+BATCH_OPENAPI = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": BatchRouteBody.model_json_schema(
+                    ref_template="#/components/schemas/{model}"
+                )
+            },
+            "application/octet-stream": {
+                "schema": {
+                    "type": "string",
+                    "format": "binary",
+                    "description": "N x 384 little-endian float32",
+                }
+            },
+        },
+    }
+}
 api = create_api(lambda: _LIMIT["bytes"])
 
 
@@ -129,11 +151,11 @@ class RouterDeployment:
         return await self.state.feedback(parsed)
 
     # -- HTTP -------------------------------------------------------------------------------------
-    @api.post("/v1/route")
+    @api.post("/v1/route", responses=ERROR_RESPONSES)
     async def http_route(self, body: RouteBody) -> Any:
         return OrjsonResponse(await self.route(body.to_engine()))
 
-    @api.post("/v1/route/batch")
+    @api.post("/v1/route/batch", responses=ERROR_RESPONSES, openapi_extra=BATCH_OPENAPI)
     async def http_route_batch(self, request: Request) -> Any:
         self.state.ensure_background()
         started = time.perf_counter()
@@ -162,11 +184,11 @@ class RouterDeployment:
         self.metrics.route_latency.labels("route_batch").observe(time.perf_counter() - started)
         return OrjsonResponse(out)
 
-    @api.post("/v1/route/candidates")
+    @api.post("/v1/route/candidates", responses=ERROR_RESPONSES)
     async def http_route_candidates(self, body: CandidateRouteBody) -> Any:
         return OrjsonResponse(await self.route_candidates(body))
 
-    @api.post("/v1/feedback")
+    @api.post("/v1/feedback", responses=ERROR_RESPONSES)
     async def http_feedback(self, body: FeedbackBody) -> Any:
         result = await self.feedback(body)
         if not result.get("accepted"):
@@ -176,38 +198,38 @@ class RouterDeployment:
             raise error
         return result
 
-    @api.get("/v1/agents")
+    @api.get("/v1/agents", responses=ERROR_RESPONSES)
     async def list_agents(self) -> Any:
         return await self._registry_call("list")
 
-    @api.get("/v1/agents/{name:path}")
+    @api.get("/v1/agents/{name:path}", responses=ERROR_RESPONSES)
     async def get_agent(self, name: str) -> Any:
         return await self._registry_call("stats", name)
 
-    @api.post("/v1/agents", status_code=201)
-    async def register_agent(self, request: Request) -> Any:
+    @api.post("/v1/agents", status_code=201, responses=ERROR_RESPONSES)
+    async def register_agent(self, body: Agent, request: Request) -> Any:
         return self.auth.check(request) or await self._registry_call(
-            "register", await read_json(request)
+            "register", body.model_dump(mode="json")
         )
 
-    @api.patch("/v1/agents/{name:path}")
+    @api.patch("/v1/agents/{name:path}", responses=ERROR_RESPONSES)
     async def update_agent(self, name: str, body: AgentPatch, request: Request) -> Any:
         changes = body.model_dump(exclude_none=True)
         return self.auth.check(request) or await self._registry_call("update", name, **changes)
 
-    @api.delete("/v1/agents/{name:path}")
+    @api.delete("/v1/agents/{name:path}", responses=ERROR_RESPONSES)
     async def remove_agent(self, name: str, request: Request) -> Any:
         return self.auth.check(request) or await self._registry_call("remove", name)
 
-    @api.get("/v1/stats")
+    @api.get("/v1/stats", responses=ERROR_RESPONSES)
     async def stats(self) -> Any:
         return await self.state.stats()
 
-    @api.post("/v1/admin/reload")
+    @api.post("/v1/admin/reload", responses=ERROR_RESPONSES)
     async def reload(self, body: ReloadBody, request: Request) -> Any:
         return self.auth.check(request) or await self.state.publish_model(body.mode, body.path)
 
-    @api.get("/healthz")
+    @api.get("/healthz", responses=ERROR_RESPONSES)
     async def healthz(self) -> Any:
         self.state.ensure_background()
         return {
@@ -217,7 +239,11 @@ class RouterDeployment:
             "models": self.state.model_versions(),
         }
 
-    @api.get("/metrics")
+    @api.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+    )
     async def metrics_endpoint(self) -> Any:
         per_replica, cluster = await self.state.metrics_view()
         return PlainTextResponse(

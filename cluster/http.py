@@ -14,6 +14,8 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tinydancer._errors import (
@@ -143,6 +145,24 @@ def create_api(max_body_bytes: Any) -> FastAPI:
         headers = {"Retry-After": "5"} if isinstance(exc, AgentsUnavailableError) else None
         return JSONResponse(exc.to_dict(), status_code=status_for(exc), headers=headers)
 
+    @api.exception_handler(ValidationError)
+    async def _model_error(_: Request, exc: ValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": ("body",), "msg": "invalid"}
+        field = ".".join(str(p) for p in first.get("loc", ())) or "body"
+        return JSONResponse(
+            {"error": "InvalidRequestError", "field": field, "message": first.get("msg")},
+            status_code=422,
+        )
+
+    @api.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        field = "body" if exc.status_code == 400 else None
+        return JSONResponse(
+            {"error": "HTTPError", "field": field, "message": str(exc.detail)},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
     @api.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors: list[dict[str, Any]] = [
@@ -171,11 +191,16 @@ def create_api(max_body_bytes: Any) -> FastAPI:
 def query_options(request: Request) -> dict[str, Any]:
     """Routing options of a raw-binary batch call, from its query string."""
     params = dict(request.query_params)
-    return {
-        k: params[k]
-        for k in ("optimize_for", "willingness_to_pay", "expected_tokens")
-        if k in params
-    }
+    options: dict[str, Any] = {}
+    if "optimize_for" in params:
+        options["optimize_for"] = params["optimize_for"]
+    for name in ("willingness_to_pay", "expected_tokens"):
+        if name in params:
+            try:
+                options[name] = float(params[name])
+            except ValueError:
+                raise InvalidRequestError(name, params[name], "a number") from None
+    return options
 
 
 async def read_json(request: Request) -> Any:

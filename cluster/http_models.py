@@ -6,7 +6,7 @@ float32 (`*_b64` fields): one vector, or a row-major N x 384 block.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -15,18 +15,23 @@ from tinydancer.agent_types import AgentRequest, Constraints
 from tinydancer.embedding import decode_base64_f32
 
 __all__ = [
+    "ERROR_RESPONSES",
     "AgentPatch",
     "BatchOptions",
     "BatchRouteBody",
     "CandidateColumns",
     "CandidateRouteBody",
+    "ErrorBody",
     "FeedbackBody",
     "ReloadBody",
     "RouteBody",
 ]
 
-_STRICT = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+# strict: JSON 0 / "yes" are not booleans and "1" is not a number (ints are still accepted as floats)
+_STRICT = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True, strict=True)
 DIM = 384
+# An all-MiniLM-L6-v2 embedding as a JSON list (the *_b64 fields carry the same, cheaper).
+Vector = Annotated[list[float], Field(min_length=DIM, max_length=DIM)]
 
 
 class ConstraintsBody(BaseModel):
@@ -82,9 +87,9 @@ class _Options(BaseModel):
 class RouteBody(_Options):
     """POST /v1/route: exactly one of embedding, embedding_b64, messages, messages_b64."""
 
-    embedding: list[float] | None = Field(None, max_length=4096)
+    embedding: Vector | None = None
     embedding_b64: str | None = Field(None, max_length=65536)
-    messages: list[list[float]] | None = Field(None, max_length=256)
+    messages: list[Vector] | None = Field(None, min_length=1, max_length=256)
     messages_b64: str | None = Field(None, max_length=4_000_000)
 
     @model_validator(mode="after")
@@ -123,7 +128,7 @@ class BatchRouteBody(_Options):
     """POST /v1/route/batch (JSON form): an N x 384 block (base64 or lists) or full requests."""
 
     embeddings_b64: str | None = Field(None, max_length=64_000_000)
-    embeddings: list[list[float]] | None = Field(None, max_length=100_000)
+    embeddings: list[Vector] | None = Field(None, min_length=1, max_length=100_000)
     requests: list[RouteBody] | None = Field(None, max_length=10_000)
 
     @model_validator(mode="after")
@@ -146,7 +151,7 @@ class BatchRouteBody(_Options):
 class CandidateBody(BaseModel):
     model_config = _STRICT
     id: str = Field(..., min_length=1, max_length=256)
-    embedding: list[float] = Field(..., max_length=4096)
+    embedding: Vector
     created_at: float = Field(..., description="Unix seconds")
     access_count: int = Field(0, ge=0)
     success_rate: float = Field(0.0, ge=0, le=1)
@@ -167,7 +172,7 @@ class CandidateRouteBody(BaseModel):
     """POST /v1/route/candidates: a query and a list of candidates or their columns."""
 
     model_config = _STRICT
-    query_embedding: list[float] | None = Field(None, max_length=4096)
+    query_embedding: Vector | None = None
     query_embedding_b64: str | None = Field(None, max_length=65536)
     candidates: list[CandidateBody] | None = Field(None, max_length=16384)
     columns: CandidateColumns | None = None
@@ -202,6 +207,29 @@ class AgentPatch(BaseModel):
     expected_latency_ms: float | None = Field(None, gt=0)
     active: bool | None = None
     metadata: dict[str, Any] | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx / 503 body: which error, the field, a message saying what would be valid."""
+
+    model_config = ConfigDict(extra="allow")
+    error: str
+    message: str
+    field: str | None = None
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": text}
+    for code, text in (
+        (401, "missing or wrong admin token"),
+        (404, "unknown request id or agent"),
+        (409, "duplicate agent or replayed feedback"),
+        (413, "request body too large"),
+        (400, "the body could not be parsed"),
+        (422, "invalid request (the body names the field)"),
+        (503, "every eligible agent's circuit is open"),
+    )
+}
 
 
 class ReloadBody(BaseModel):

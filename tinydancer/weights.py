@@ -160,7 +160,11 @@ def _json(path: str, metadata: Mapping[str, str], key: str) -> Any:
 def load_model(path: str | os.PathLike[str], *, expect_mode: Mode | None = None) -> RouterModel:
     """Read and validate a model file; every problem raises `ModelFileError`."""
     where = str(path)
-    if not Path(where).is_file():
+    try:
+        exists = Path(where).is_file()
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        raise ModelFileError(where[:200], f"not a usable path ({exc.strerror})") from None
+    if not exists:
         raise ModelFileError(where, "no such file")
     try:
         with safe_open(where, framework="numpy") as handle:

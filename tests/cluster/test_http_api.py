@@ -233,3 +233,59 @@ def test_observability_endpoints(http):
     ):
         assert name in metrics, name
     assert json.loads(json.dumps(http.get("/v1/stats").json()))["registry"]["agents"] >= 11
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "field"),
+    [
+        ("/v1/feedback", {"request_id": "x" * 32, "agent": "a", "success": 0}, 422, "success"),
+        (
+            "/v1/route/candidates",
+            {
+                "query_embedding": vector().tolist(),
+                "candidates": [
+                    {"id": "same", "embedding": vector(1).tolist(), "created_at": time.time()},
+                    {"id": "same", "embedding": vector(2).tolist(), "created_at": time.time()},
+                ],
+            },
+            422,
+            "candidates.id",
+        ),
+        (
+            "/v1/route",
+            {"embedding": vector().tolist(), "constraints": {"excluded_agents": ["no-such-agent"]}},
+            200,
+            "",
+        ),
+        ("/v1/route/batch", {"embeddings_b64": "%%%"}, 422, "embeddings_b64"),
+        ("/v1/route", b"", 422, ""),
+    ],
+    ids=[
+        "bool-as-int",
+        "duplicate-candidate-ids",
+        "unknown-excluded-agent",
+        "bad-base64",
+        "empty-body",
+    ],
+)
+def test_more_hand_written_bad_inputs(cluster, http, path, body, status, field):
+    reply = (
+        http.post(path, content=body, headers={"content-type": "application/json"})
+        if isinstance(body, bytes)
+        else http.post(path, json=body)
+    )
+    assert reply.status_code == status, reply.text
+    if status == 200:
+        cluster.routed_ids.append(reply.json()["request_id"])
+    elif field:
+        assert field in reply.json().get("field", "") + reply.json()["message"]
+
+
+def test_raw_batch_query_options_are_validated(http):
+    raw = vector().astype("<f4").tobytes()
+    bad = http.post(
+        "/v1/route/batch?willingness_to_pay=lots",
+        content=raw,
+        headers={"content-type": "application/octet-stream"},
+    )
+    assert bad.status_code == 422 and bad.json()["field"] == "willingness_to_pay"
