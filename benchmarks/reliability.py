@@ -219,7 +219,9 @@ def fault_campaign(
         else:
             ray.kill(cluster.actor(fault), no_restart=False)
             recovered = _wait(
-                lambda name=fault: ray.get(cluster.actor(name).status.remote(), timeout=5) is not None
+                lambda name=fault: (
+                    ray.get(cluster.actor(name).status.remote(), timeout=5) is not None
+                )
             )
         runner.join()
         failed = [r for r in load.results if r.status != 200]

@@ -52,10 +52,12 @@ class HistoryStoreActor:
                 export_dir=args.export_dir,
                 max_buffer_rows=args.history_max_buffer_rows,
                 max_buffer_age_s=args.history_max_buffer_age_s,
+                retention_days=args.history_retention_days,
             )
         )
         self.export_interval_s = args.export_interval_s
         self._last_export = time.monotonic()
+        self._last_compaction = time.monotonic()
         self._ticker: asyncio.Task[None] | None = None
 
     async def _tick(self) -> None:
@@ -65,6 +67,9 @@ class HistoryStoreActor:
             if time.monotonic() - self._last_export >= self.export_interval_s:
                 self._last_export = time.monotonic()
                 self.store.export()
+            if time.monotonic() - self._last_compaction >= 3600.0:
+                self._last_compaction = time.monotonic()
+                self.store.compact()  # no-op unless retention_days is set
 
     def _ensure_ticker(self) -> None:
         if self._ticker is None:

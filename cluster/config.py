@@ -46,6 +46,11 @@ class AppArgs(BaseModel):
     )
     history_max_buffer_rows: int = Field(50_000, ge=1)
     history_max_buffer_age_s: float = Field(1.0, gt=0)
+    history_retention_days: float | None = Field(
+        None,
+        gt=0,
+        description="fold raw rows older than this into daily aggregates (hourly); None = keep",
+    )
     snapshot_interval_s: float = Field(
         0.25, gt=0, le=1.0, description="replicas refresh registry/breaker state"
     )
