@@ -35,3 +35,8 @@ def record(benchmark, medians: dict[str, float], subject: str) -> None:
         benchmark.extra_info[f"interleaved_median_s.{name}"] = value
         if name != subject:
             benchmark.extra_info[f"ratio_to.{name}"] = medians[subject] / value
+
+
+def median_s(benchmark) -> float | None:
+    """The benchmark's median in seconds, or None under --benchmark-disable (no stats)."""
+    return None if benchmark.stats is None else float(benchmark.stats.stats.median)
