@@ -35,6 +35,8 @@ STRONGEST = "gpt-4-1106-preview"
 
 
 class SyntheticWorld:
+    phase_names = ("learning", "drift", "outage", "recovery")
+
     def __init__(self, total: int, seed: int) -> None:
         rng = np.random.default_rng(seed)
         self.agents = [a["name"] for a in DEFAULT_AGENTS]
@@ -52,6 +54,7 @@ class SyntheticWorld:
         self.draws = rng.random(total)
         self.jitter = rng.lognormal(0, 0.25, total)
         self.total = total
+        self.strongest = STRONGEST
         self.drift_agent: str | None = None
         self.outage_agent: str | None = None
 
@@ -73,6 +76,8 @@ class SyntheticWorld:
 
 
 class DatasetWorld:
+    phase_names = ("0-40 %", "40-60 %", "60-75 %", "75-100 %")
+
     def __init__(self, directory: str, total: int, seed: int) -> None:
         from tinydancer.datasets import load_split
 
@@ -82,6 +87,11 @@ class DatasetWorld:
         self.embeddings = data.embeddings[self.rows]
         self.data, self.total = data, total
         self.agents = list(data.agents)
+        # the baseline: the agent with the best mean recorded quality on the replayed rows
+        quality = data.quality[self.rows]
+        known = np.isfinite(quality)
+        mean = np.where(known, quality, 0.0).sum(axis=0) / np.maximum(known.sum(axis=0), 1)
+        self.strongest = self.agents[int(np.argmax(mean))]
         self.drift_agent = self.outage_agent = None
 
     def outcome(self, i: int, agent: str) -> dict[str, Any]:
@@ -96,6 +106,7 @@ class DatasetWorld:
 @dataclass
 class Tally:
     agents: list[str] = field(default_factory=list)
+    index: list[int] = field(default_factory=list)
     phases: list[int] = field(default_factory=list)
     latency_ms: list[float] = field(default_factory=list)
     cost: list[float] = field(default_factory=list)
@@ -122,13 +133,31 @@ def run_demo(
     args = AppArgs(
         history_path=history_path or str(workdir / "history.duckdb"), export_interval_s=5.0
     )
-    started = time.perf_counter()
-    cluster = LocalCluster.start(args, port=port)
-    cluster.wait_ready()
-    startup_s = time.perf_counter() - started
+    # the workload first: a bad --data directory is reported before any cluster starts
     world: Any = (
         DatasetWorld(data, requests_total, seed) if data else SyntheticWorld(requests_total, seed)
     )
+    started = time.perf_counter()
+    cluster = LocalCluster.start(args, port=port)
+    try:
+        cluster.wait_ready()
+        startup_s = time.perf_counter() - started
+        tally, run_s, stats, breaker_events = _drive(cluster, world, requests_total, concurrency)
+    except BaseException:
+        cluster.stop()  # an interrupted or failed run leaves no cluster behind
+        raise
+    integrity = cluster.stop()
+    summary = _summary(
+        world, tally, stats, breaker_events, integrity, startup_s, run_s, requests_total
+    )
+    print(json.dumps(summary, indent=2) if as_json else _text(summary))
+    return summary
+
+
+def _drive(
+    cluster: LocalCluster, world: Any, requests_total: int, concurrency: int
+) -> tuple[Tally, float, dict[str, Any], list[Any]]:
+    """Send the workload with feedback (HTTP and handle), return the tally and cluster state."""
     tally = Tally()
     local = threading.local()
 
@@ -168,6 +197,7 @@ def run_demo(
             session().post(f"{cluster.url}/v1/feedback", json=feedback, timeout=30)
         with tally.lock:
             tally.agents.append(decision["agent"])
+            tally.index.append(i)
             tally.phases.append(_phase(i, requests_total))
             tally.latency_ms.append(elapsed_ms)
             tally.cost.append(outcome["cost_usd"])
@@ -187,12 +217,7 @@ def run_demo(
     import ray
 
     breaker_events = ray.get(transitions)
-    integrity = cluster.stop()
-    summary = _summary(
-        world, tally, stats, breaker_events, integrity, startup_s, run_s, requests_total
-    )
-    print(json.dumps(summary, indent=2) if as_json else _text(summary))
-    return summary
+    return tally, run_s, stats, breaker_events
 
 
 def _summary(
@@ -211,16 +236,13 @@ def _summary(
         a: round(float(np.mean(agents == a)), 3) for a, _ in Counter(tally.agents).most_common()
     }
     by_phase = {}
-    for p, name in enumerate(("learning", "drift", "outage", "recovery")):
+    for p, name in enumerate(world.phase_names):
         picked = agents[phases == p]
         by_phase[name] = {
             a: round(c / max(len(picked), 1), 3) for a, c in Counter(picked.tolist()).most_common(4)
         }
-    strongest_cost = None
-    if isinstance(world, SyntheticWorld):
-        strongest_cost = float(
-            np.sum(world.price[STRONGEST] * world.tokens / 1000.0) * len(agents) / total
-        )
+    # the counterfactual: the same routed requests, all sent to the strongest agent
+    baseline = [world.outcome(i, world.strongest) for i in tally.index]
     lat = np.asarray(tally.latency_ms) if tally.latency_ms else np.zeros(1)
     return {
         "requests": total,
@@ -234,9 +256,13 @@ def _summary(
         "traffic_by_phase": by_phase,
         "drift_agent": getattr(world, "drift_agent", None),
         "outage_agent": getattr(world, "outage_agent", None),
+        "strongest_agent": world.strongest,
         "cost_usd": round(float(np.sum(tally.cost)), 4),
-        "cost_always_strongest_usd": None if strongest_cost is None else round(strongest_cost, 4),
+        "cost_always_strongest_usd": round(float(sum(b["cost_usd"] for b in baseline)), 4),
         "mean_quality": round(float(np.mean(tally.quality)), 4) if tally.quality else None,
+        "mean_quality_always_strongest": (
+            round(float(np.mean([b["quality"] for b in baseline])), 4) if baseline else None
+        ),
         "breaker_events": [
             f"{e['agent']}: {e['from_state']} -> {e['to_state']} ({e['reason']})" for e in events
         ],
@@ -260,11 +286,12 @@ def _text(s: dict[str, Any]) -> str:
         lines.append(
             f"  drift: {s['drift_agent']} lost quality at 40 %; outage: {s['outage_agent']} failed 60-75 %"
         )
-    if s["cost_always_strongest_usd"] is not None:
+    if s["cost_always_strongest_usd"]:
         saved = 1 - s["cost_usd"] / s["cost_always_strongest_usd"]
         lines.append(
             f"  cost ${s['cost_usd']:.4f} vs ${s['cost_always_strongest_usd']:.4f} always using "
-            f"{STRONGEST} ({saved:.0%} saved); mean quality {s['mean_quality']}"
+            f"{s['strongest_agent']} ({saved:.0%} saved); mean quality {s['mean_quality']} vs "
+            f"{s['mean_quality_always_strongest']}"
         )
     lines.append(
         f"  breaker events: {len(s['breaker_events'])}"
