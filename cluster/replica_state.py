@@ -53,6 +53,10 @@ class ForwardingLedger(DecisionLedger):
         super().remember(request_id, allowed, qualities, mode)
         self.outbox.append(self._open[request_id])
 
+    def remember_entries(self, entries: Any) -> None:
+        super().remember_entries(entries)
+        self.outbox.extend(entries)
+
 
 class ReplicaState:
     def __init__(

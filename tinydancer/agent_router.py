@@ -31,14 +31,14 @@ from tinydancer._errors import (
     ModelFileError,
     NoEligibleAgentError,
 )
-from tinydancer._ids import new_request_id
+from tinydancer._ids import new_request_id, new_request_ids
 from tinydancer._staging import bucket_for
 from tinydancer.agent_kernel import AGENT_ROWS, OUTPUT_ROWS, REQUEST_COLUMNS, score_agents
 from tinydancer.agent_types import AgentDecision, AgentRequest
 from tinydancer.breaker import BreakerState, CircuitBreaker, RoutingBreaker
 from tinydancer.conformal import uncertainty_table
 from tinydancer.embedding import as_embedding
-from tinydancer.ledger import DecisionLedger
+from tinydancer.ledger import DecisionLedger, LedgerEntry
 from tinydancer.quantization import pack
 from tinydancer.registry import AgentRegistry
 from tinydancer.runtime import use_sync_dispatch
@@ -114,7 +114,7 @@ class ColumnarDecisions:
     expected_quality: np.ndarray
     estimated_cost_usd: np.ndarray
     model_quality: np.ndarray
-    alternatives: list[list[str]]
+    alternatives: list[tuple[str, ...]]  # rows with the same ranking share one tuple
     model_version: str
 
     def __len__(self) -> int:
@@ -544,20 +544,18 @@ class AgentRouter:
         routable = np.isfinite(utility[rows_index, best])
         chosen = np.where(routable, best, -1)
         pick = np.maximum(chosen, 0)
-        ids = [new_request_id() for _ in range(count)]
-        names = np.asarray(
-            snap.names + ("",) * (len(snap.base_eligible) - len(snap.names)), dtype=object
-        )
-        finite = np.isfinite(
-            np.take_along_axis(utility, order, axis=1)
-        )  # (N, 4) ranked and eligible
-        ranked_names = np.where(
-            finite, names[order], np.full(finite.shape, None, dtype=object)
-        ).tolist()
-        known = np.take_along_axis(out[:, _OUT["known"]], order, axis=1) > 0
-        ranked_quality = np.where(
-            known & finite, np.take_along_axis(out[:, _OUT["model_quality"]], order, axis=1), np.nan
-        ).tolist()
+        ids = new_request_ids(count)
+        finite = np.isfinite(np.take_along_axis(utility, order, axis=1))  # (N, <=4), a prefix
+        # Rows share few rankings: encode each row's ranked eligible agents as one integer,
+        # build the names of each distinct ranking once, and index them per row.
+        width = len(snap.base_eligible) + 1
+        code = np.where(finite, order + 1, 0) @ (width ** np.arange(order.shape[1]))
+        _, first, inverse = np.unique(code, return_index=True, return_inverse=True)
+        ranked_by_code = [
+            tuple(snap.names[k] for k in order[r][finite[r]].tolist()) for r in first.tolist()
+        ]
+        alternatives_by_code = [ranked[1:] for ranked in ranked_by_code]
+        codes = inverse.tolist()
         result = ColumnarDecisions(
             request_ids=ids,
             agent_names=list(snap.names),
@@ -567,24 +565,24 @@ class AgentRouter:
             expected_quality=out[rows_index, _OUT["quality"], pick],
             estimated_cost_usd=out[rows_index, _OUT["cost"], pick],
             model_quality=out[rows_index, _OUT["model_quality"], pick],
-            alternatives=[[a for a in row[1:] if a is not None] for row in ranked_names],
+            alternatives=[alternatives_by_code[c] for c in codes],
             model_version=model.model.version,
         )
         if remember:
-            remember_entry = self.ledger.remember
-            for i in np.flatnonzero(routable).tolist():
-                row = ranked_names[i]
-                kept = [j for j, a in enumerate(row) if a is not None]
-                remember_entry(
-                    ids[i],
-                    [row[j] for j in kept],
-                    [
-                        None
-                        if ranked_quality[i][j] != ranked_quality[i][j]
-                        else ranked_quality[i][j]
-                        for j in kept
-                    ],
-                )
+            known = np.take_along_axis(out[:, _OUT["known"]], order, axis=1) > 0
+            qualities = np.where(
+                known, np.take_along_axis(out[:, _OUT["model_quality"]], order, axis=1), np.nan
+            ).tolist()  # NaN: the model has no head for that agent
+            self.ledger.remember_entries(
+                [
+                    LedgerEntry(
+                        ids[i],
+                        ranked_by_code[codes[i]],
+                        tuple(qualities[i][: len(ranked_by_code[codes[i]])]),
+                    )
+                    for i in np.flatnonzero(routable).tolist()
+                ]
+            )
         return result
 
     def _decide(

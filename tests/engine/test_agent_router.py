@@ -420,7 +420,34 @@ def test_columnar_routing_matches_one_by_one_and_remembers_for_feedback():
     np.testing.assert_allclose(
         columns.expected_quality, [d.expected_quality for d in single], rtol=1e-5
     )
+    assert [list(a) for a in columns.alternatives] == [
+        [alt.agent for alt in d.alternatives] for d in single
+    ]
     assert len(set(columns.request_ids)) == 50 and len(columns.to_dict()["agent"]) == 50
+    # the ledger holds what the one-by-one path would: allowed agents and model predictions
+    for i in (0, 17, 49):
+        batch_entry = router.ledger.check(columns.request_ids[i], columns.agents[i])
+        single_entry = router.ledger.check(single[i].request_id, single[i].agent)
+        assert batch_entry.allowed == single_entry.allowed
+        assert batch_entry.model_quality == pytest.approx(single_entry.model_quality, rel=1e-5)
     router.record_outcome(columns.request_ids[3], columns.agents[3], success=True, quality=1.0)
-    with pytest.raises(EmbeddingError if False else InvalidRequestError, match=r"embeddings\[1\]"):
+    with pytest.raises(FeedbackError, match="neither chosen nor offered"):
+        offered = {columns.agents[4], *columns.alternatives[4]}
+        outsider = next(n for n in NAMES if n not in offered)
+        router.record_outcome(columns.request_ids[4], outsider, success=True, quality=1.0)
+    with pytest.raises(InvalidRequestError, match=r"embeddings\[1\]"):
         router.route_embeddings(np.stack([embedding(0), np.zeros(384, np.float32)]))
+
+
+def test_columnar_routing_with_fewer_than_four_eligible_agents():
+    router = make_router(explore=False)
+    keep = NAMES[:2]
+    template = AgentRequest(constraints=Constraints(excluded_agents=frozenset(NAMES[2:])))
+    columns = router.route_embeddings(np.stack([embedding(i) for i in range(8)]), template)
+    assert set(columns.agents) <= set(keep)
+    for i, agent in enumerate(columns.agents):
+        assert columns.alternatives[i] == tuple(n for n in keep if n != agent)
+        assert router.ledger.check(columns.request_ids[i], agent).allowed == (
+            agent,
+            *columns.alternatives[i],
+        )

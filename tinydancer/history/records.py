@@ -30,9 +30,12 @@ __all__ = [
 def quantize_embeddings(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(N, D) float -> ((N, D) int8, (N,) float32 scale): symmetric, one scale per vector."""
     vectors = np.asarray(vectors, np.float32)
-    scale = np.abs(vectors).max(axis=1) / 127.0
-    scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
-    return np.clip(np.rint(vectors / scale[:, None]), -127, 127).astype(np.int8), scale
+    scale = np.abs(vectors).max(axis=1) * np.float32(1 / 127)
+    scale = np.where(scale > 0, scale, np.float32(1)).astype(np.float32)
+    scaled = vectors * (np.float32(1) / scale)[:, None]  # |x| <= 127 (+ rounding error)
+    np.rint(scaled, out=scaled)
+    np.clip(scaled, -127, 127, out=scaled)
+    return scaled.astype(np.int8), scale
 
 
 def dequantize_embeddings(blobs: Sequence[bytes], scales: np.ndarray) -> np.ndarray:
@@ -204,7 +207,7 @@ def from_columnar(
         expected_quality=decisions.expected_quality[rows].tolist(),
         estimated_cost_usd=decisions.estimated_cost_usd[rows].tolist(),
         estimated_latency_ms=[None] * n,
-        alternatives=[json.dumps(decisions.alternatives[i]) for i in rows],
+        alternatives=_json_lists([decisions.alternatives[i] for i in rows]),
         optimize_for=[template.optimize_for] * n,
         willingness_to_pay=[template.willingness_to_pay] * n,
         constraints=[_constraints_json(template)] * n,
@@ -212,6 +215,12 @@ def from_columnar(
         inference_time_us=[0.0] * n,
         replica=[replica] * n,
     )
+
+
+def _json_lists(rows: list[tuple[str, ...]]) -> list[str]:
+    """JSON arrays for rows of names; rows repeat, so each distinct one is encoded once."""
+    encoded: dict[tuple[str, ...], str] = {}
+    return [encoded.get(r) or encoded.setdefault(r, json.dumps(list(r))) for r in rows]
 
 
 def from_candidate_response(
