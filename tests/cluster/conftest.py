@@ -8,18 +8,12 @@ got back, and the last test checks they all reached the history file.
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 
 pytest.importorskip("ray")
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
+from cluster_helpers import free_port
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 
@@ -40,7 +34,7 @@ def cluster(tmp_path_factory):
         num_replicas=2,
         replica_num_cpus=0.4,
     )
-    running = LocalCluster.start(args, num_cpus=2, port=_free_port())
+    running = LocalCluster.start(args, num_cpus=2, port=free_port())
     running.wait_ready()
     running.history_file = history  # type: ignore[attr-defined]
     running.routed_ids = []  # type: ignore[attr-defined]

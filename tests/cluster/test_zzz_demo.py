@@ -6,20 +6,13 @@ and stops its own Ray and Serve app.
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 import ray
+from cluster_helpers import free_port
 
 from cluster.demo import run_demo
 from tinydancer import InvalidRequestError
 from tinydancer.datasets import load_split
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -30,7 +23,7 @@ def no_ray_running():
 
 def test_a_bad_data_directory_fails_before_any_cluster_starts(no_ray_running, tmp_path):
     with pytest.raises(InvalidRequestError, match=r"prompts\.parquet"):
-        run_demo(requests_total=10, data=str(tmp_path), port=_free_port())
+        run_demo(requests_total=10, data=str(tmp_path), port=free_port())
     assert not ray.is_initialized()
 
 
@@ -43,7 +36,7 @@ def test_demo_replays_a_split_with_its_recorded_outcomes(
         requests_total=total,
         concurrency=4,
         data=str(split),
-        port=_free_port(),
+        port=free_port(),
         history_path=str(tmp_path / "history.duckdb"),
     )
     assert not ray.is_initialized(), "the demo must stop the Ray it started"

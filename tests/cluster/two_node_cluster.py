@@ -4,13 +4,13 @@ node, one shared registry. Prints one JSON line with what it observed."""
 from __future__ import annotations
 
 import json
-import socket
 import sys
 import tempfile
 import time
 
 import httpx
 import ray
+from cluster_helpers import free_port
 from ray import serve
 from ray.cluster_utils import Cluster
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -18,12 +18,6 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from cluster.app import build_app
 from cluster.config import AppArgs
 from cluster.runner import APP_NAME
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def main() -> None:
