@@ -197,18 +197,9 @@ class AgentRegistryActor:
             except TimeoutError:
                 self._waiters.pop(request_id, None)
         try:
-            entry = self.ledger.check(request_id, agent)
-            if entry.mode == "agent":
-                self.registry.record_outcome(
-                    request_id,
-                    agent,
-                    success,
-                    latency_ms,
-                    quality,
-                    cost_usd,
-                    model_quality=entry.model_quality.get(agent),
-                )
-            self.ledger.consume(request_id, agent)
+            entry = self.ledger.settle(
+                request_id, agent, self.registry, success, latency_ms, quality, cost_usd
+            )
             return {"accepted": True, "mode": entry.mode}
         except FeedbackError as exc:
             return {"accepted": False, **exc.to_dict()}

@@ -449,28 +449,39 @@ class AgentRouter:
                 messages[i, : sequence.shape[0]] = sequence
                 rows[i] = self._request_row(request, snap, sequence.shape[0])
                 eligible[i] = self._eligible(request, snap)
-            draws = self.registry.bandit_config.propensity_samples + 1
-            rows[:, _REQ["offset"]] = self._offsets.integers(0, _POOL_DRAWS - draws, batch)
-            out = np.asarray(
-                score_agents(
-                    *model.weights,
-                    model.table,
-                    snap.agents,
-                    snap.specialization,
-                    messages,
-                    rows,
-                    eligible,
-                    self._normals(len(snap.base_eligible)),
-                    layout=model.layout,
-                    draws=draws,
-                    explore=self.config.explore,
-                )
-            )
+            out = self._score(model, snap, messages, rows, eligible)
             elapsed = (time.perf_counter_ns() - start) / 1e3
             return [
                 self._decide(request, out[i], snap, elapsed, remember)
                 for i, request in enumerate(requests)
             ]
+
+    def _score(
+        self,
+        model: _Model,
+        snap: _Snapshot,
+        messages: np.ndarray,
+        rows: np.ndarray,
+        eligible: np.ndarray,
+    ) -> np.ndarray:
+        """The one jitted call: every agent for every request (sets each row's draw offset)."""
+        draws = self.registry.bandit_config.propensity_samples + 1
+        rows[:, _REQ["offset"]] = self._offsets.integers(0, _POOL_DRAWS - draws, rows.shape[0])
+        return np.asarray(
+            score_agents(
+                *model.weights,
+                model.table,
+                snap.agents,
+                snap.specialization,
+                messages,
+                rows,
+                eligible,
+                self._normals(len(snap.base_eligible)),
+                layout=model.layout,
+                draws=draws,
+                explore=self.config.explore,
+            )
+        )
 
     def route_embeddings(
         self,
@@ -503,7 +514,6 @@ class AgentRouter:
                 "finite, non-zero embeddings",
             )
         count = block.shape[0]
-        draws = self.registry.bandit_config.propensity_samples + 1
         outputs = []
         with self._lock:
             snap = self.snapshot()
@@ -518,23 +528,8 @@ class AgentRouter:
                 messages = np.zeros((batch, 1, dim), np.float32)
                 messages[:size, 0] = part
                 rows = np.broadcast_to(row, (batch, row.shape[0])).copy()
-                rows[:, _REQ["offset"]] = self._offsets.integers(0, _POOL_DRAWS - draws, batch)
                 eligible = np.broadcast_to(eligible_row, (batch, eligible_row.shape[0]))
-                out = np.asarray(
-                    score_agents(
-                        *model.weights,
-                        model.table,
-                        snap.agents,
-                        snap.specialization,
-                        messages,
-                        rows,
-                        np.ascontiguousarray(eligible),
-                        self._normals(len(snap.base_eligible)),
-                        layout=model.layout,
-                        draws=draws,
-                        explore=self.config.explore,
-                    )
-                )
+                out = self._score(model, snap, messages, rows, np.ascontiguousarray(eligible))
                 outputs.append(out[:size])
         out = np.concatenate(outputs)  # (N, rows, A)
         utility = out[:, _OUT["utility"]]
@@ -720,17 +715,9 @@ class AgentRouter:
         agent that was neither the choice nor one of its alternatives.
         """
         with self._lock:
-            entry = self.ledger.check(request_id, agent)
-            self.registry.record_outcome(
-                request_id,
-                agent,
-                success,
-                latency_ms,
-                quality,
-                cost_usd,
-                model_quality=entry.model_quality.get(agent),
+            self.ledger.settle(
+                request_id, agent, self.registry, success, latency_ms, quality, cost_usd
             )
-            self.ledger.consume(request_id, agent)
             self.breaker.record(agent, success, request_id)
 
     def use_state(self, registry: AgentRegistry, breaker: Any) -> None:

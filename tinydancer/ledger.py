@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from tinydancer._errors import FeedbackError
 
@@ -92,6 +92,34 @@ class DecisionLedger:
                 f"{agent!r} was neither chosen nor offered for request "
                 f"{request_id!r}; expected one of {shown}",
             )
+        return entry
+
+    def settle(
+        self,
+        request_id: str,
+        agent: str,
+        registry: Any,
+        success: bool,
+        latency_ms: float | None,
+        quality: float | None,
+        cost_usd: float | None,
+    ) -> LedgerEntry:
+        """Accept feedback once: check it, teach `registry` (agent mode), then consume it.
+
+        Raises FeedbackError (counted) for an unknown, replayed or mismatched request.
+        """
+        entry = self.check(request_id, agent)
+        if entry.mode == "agent":
+            registry.record_outcome(
+                request_id,
+                agent,
+                success,
+                latency_ms,
+                quality,
+                cost_usd,
+                model_quality=entry.model_quality.get(agent),
+            )
+        self.consume(request_id, agent)
         return entry
 
     def consume(self, request_id: str, agent: str) -> LedgerEntry:
