@@ -23,9 +23,12 @@ from cluster.actors import actor_names
 from cluster.app import build_app
 from cluster.config import AppArgs, admin_token_from
 
-__all__ = ["APP_NAME", "LocalCluster"]
+__all__ = ["APP_NAME", "REQUEST_TIMEOUT_S", "LocalCluster"]
 
 APP_NAME = "tinydancer"
+# The proxy answers 408 when a request has had no response for this long (Serve's default
+# is to wait forever: a request lost with a killed replica would hang its client).
+REQUEST_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -51,6 +54,7 @@ class LocalCluster:
         host: str = "127.0.0.1",
         port: int = 8000,
         metrics_export_port: int | None = None,
+        request_timeout_s: float | None = REQUEST_TIMEOUT_S,
     ) -> LocalCluster:
         args = args or AppArgs()
         token, generated = admin_token_from(args)
@@ -67,7 +71,10 @@ class LocalCluster:
                 options["_metrics_export_port"] = metrics_export_port
             ray.init(**options)
             started = True
-        serve.start(http_options={"host": host, "port": port})
+        http_options: dict[str, Any] = {"host": host, "port": port}
+        if request_timeout_s is not None:
+            http_options["request_timeout_s"] = request_timeout_s
+        serve.start(http_options=http_options)
         handle = serve.run(build_app(args), name=APP_NAME, route_prefix="/", blocking=False)
         return cls(args, host, port, handle, token, generated, started)
 

@@ -25,6 +25,7 @@ def run_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         metrics_export_port=args.metrics_port,
+        request_timeout_s=args.request_timeout_s or None,
     )
     cluster.wait_ready()
     print(

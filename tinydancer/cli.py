@@ -138,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--metrics-port", type=int, default=8080, help="Ray's Prometheus metrics port"
     )
+    serve.add_argument(
+        "--request-timeout-s",
+        type=float,
+        default=10.0,
+        help="the proxy answers 408 after this long without a response (0: wait forever)",
+    )
     commands["serve"] = _cmd_serve
 
     train = sub.add_parser("train", help="train a model and write it as safetensors")

@@ -28,6 +28,10 @@ def test_serve_config_is_valid_for_ray_and_for_the_builder():
         and args.autoscaling.max_replicas >= args.autoscaling.min_replicas
     )
     assert config["http_options"]["host"] == "127.0.0.1"
+    from cluster.runner import REQUEST_TIMEOUT_S
+
+    # the same end-to-end timeout as `tinydancer serve`: a lost request gets a 408
+    assert config["http_options"]["request_timeout_s"] == REQUEST_TIMEOUT_S
 
 
 def test_build_app_turns_args_into_deployment_options():
@@ -51,6 +55,10 @@ def test_rayservice_manifest_matches_the_serve_config():
     theirs = embedded["applications"][0]
     assert theirs["import_path"] == ours["import_path"] and theirs["name"] == ours["name"]
     assert theirs["args"] == ours["args"]  # same application, only the bind address differs
+    assert (
+        embedded["http_options"]["request_timeout_s"]
+        == _serve_config()["http_options"]["request_timeout_s"]
+    )
     cluster = manifest["spec"]["rayClusterConfig"]
     assert cluster["enableInTreeAutoscaling"] is True
     workers = cluster["workerGroupSpecs"][0]
