@@ -13,7 +13,6 @@ import pytest
 from tinydancer import bandit
 from tinydancer.agent_router import AgentRouter, AgentRouterConfig
 from tinydancer.agent_types import AgentRequest
-from tinydancer.agents import Agent, CostModel
 from tinydancer.reference import fastgrnn_forward
 from tinydancer.registry import AgentRegistry
 from tinydancer.weights import load_model, shipped_model_path
@@ -26,17 +25,10 @@ AGENTS = MODEL.feature_schema["agents"][:10]
 
 @pytest.fixture(scope="module")
 def router() -> AgentRouter:
-    registry = AgentRegistry(known_to_model=MODEL.feature_schema["agents"])
-    prices = MODEL.info["agent_mean_cost_usd"]
-    for i, name in enumerate(AGENTS):
-        registry.register(
-            Agent(
-                name=name,
-                cost=CostModel(per_request_usd=prices[name]),
-                expected_latency_ms=300.0 + 50 * i,
-                capabilities=["chat"],
-            )
-        )
+    latencies = [300.0 + 50 * i for i in range(len(AGENTS))]
+    registry = AgentRegistry.for_model(
+        MODEL, agents=AGENTS, capabilities=["chat"], latency_ms=latencies
+    )
     return AgentRouter(registry, config=AgentRouterConfig(seed=0), model=MODEL)
 
 

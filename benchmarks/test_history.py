@@ -135,23 +135,12 @@ class DecisionFactory:
 
 def _router():
     from tinydancer.agent_router import AgentRouter, AgentRouterConfig
-    from tinydancer.agents import Agent, CostModel
     from tinydancer.registry import AgentRegistry
     from tinydancer.weights import load_model, shipped_model_path
 
     model = load_model(shipped_model_path("agent"))
-    names = model.feature_schema["agents"]
-    prices = model.info["agent_mean_cost_usd"]
-    registry = AgentRegistry(known_to_model=names)
-    for i, name in enumerate(names):
-        registry.register(
-            Agent(
-                name=name,
-                capabilities=["chat"],
-                cost=CostModel(per_request_usd=prices[name]),
-                expected_latency_ms=300.0 + 50 * i,
-            )
-        )
+    latencies = [300.0 + 50 * i for i in range(len(model.feature_schema["agents"]))]
+    registry = AgentRegistry.for_model(model, capabilities=["chat"], latency_ms=latencies)
     return AgentRouter(registry, config=AgentRouterConfig(seed=0), model=model)
 
 

@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import builtins
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from tinydancer import bandit
 from tinydancer._errors import DuplicateAgentError, InvalidRequestError, UnknownAgentError
-from tinydancer.agents import Agent
+from tinydancer.agents import Agent, CostModel
 from tinydancer.bandit import BanditConfig, Posterior
 from tinydancer.sketch import DecayingMean, QuantileSketch, decay_for_half_life
+
+if TYPE_CHECKING:
+    from tinydancer.weights import RouterModel
 
 __all__ = ["AgentMetrics", "AgentRegistry"]
 
@@ -157,6 +160,44 @@ class AgentRegistry:
         self._posteriors: dict[str, Posterior] = {}
         self.version = 0
         self.bandit_updates = 0
+
+    @classmethod
+    def for_model(
+        cls,
+        model: RouterModel,
+        *,
+        agents: Sequence[str] | None = None,
+        capabilities: Iterable[str] = (),
+        latency_ms: Sequence[float] | None = None,
+        bandit_config: BanditConfig | None = None,
+    ) -> AgentRegistry:
+        """A registry of the agents a trained model scores (or the given subset of them).
+
+        Each is priced per request at the mean cost its training data recorded
+        (`model.info["agent_mean_cost_usd"]`, 0 where absent); `latency_ms` gives the
+        declared latency priors, one per agent.
+        """
+        known = list(model.feature_schema["agents"])
+        names = known if agents is None else list(agents)
+        unknown = sorted(set(names) - set(known))
+        if unknown:
+            raise InvalidRequestError("agents", unknown, f"agents the model scores: {known}")
+        if latency_ms is not None and len(latency_ms) != len(names):
+            raise InvalidRequestError(
+                "latency_ms", len(latency_ms), f"one latency per agent ({len(names)})"
+            )
+        costs = model.info.get("agent_mean_cost_usd", {})
+        registry = cls(known_to_model=known, bandit_config=bandit_config)
+        for i, name in enumerate(names):
+            registry.register(
+                Agent(
+                    name=name,
+                    capabilities=list(capabilities),
+                    cost=CostModel(per_request_usd=float(costs.get(name, 0.0))),
+                    expected_latency_ms=None if latency_ms is None else float(latency_ms[i]),
+                )
+            )
+        return registry
 
     # -- agents ---------------------------------------------------------------------------
     def _require(self, name: str) -> Agent:

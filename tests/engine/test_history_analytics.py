@@ -433,25 +433,14 @@ def test_cli_missing_file_exits_2(tmp_path: Path, capsys):
 def test_round_trip_from_the_router_to_the_reports(tmp_path: Path):
     from tinydancer.agent_router import AgentRouter, AgentRouterConfig
     from tinydancer.agent_types import AgentRequest
-    from tinydancer.agents import Agent, CostModel
     from tinydancer.history.records import OutcomeColumns, from_agent_decisions
     from tinydancer.history.store import HistoryConfig, HistoryStore
     from tinydancer.registry import AgentRegistry
     from tinydancer.weights import load_model, shipped_model_path
 
     model = load_model(shipped_model_path("agent"))
-    names = model.feature_schema["agents"]
-    prices = model.info["agent_mean_cost_usd"]
-    registry = AgentRegistry(known_to_model=names)
-    for i, name in enumerate(names):
-        registry.register(
-            Agent(
-                name=name,
-                capabilities=["chat"],
-                cost=CostModel(per_request_usd=prices[name]),
-                expected_latency_ms=200 + 100 * i,
-            )
-        )
+    latencies = [200.0 + 100 * i for i in range(len(model.feature_schema["agents"]))]
+    registry = AgentRegistry.for_model(model, capabilities=["chat"], latency_ms=latencies)
     router = AgentRouter(registry, config=AgentRouterConfig(seed=0, warm=False), model=model)
     n, rng = 500, np.random.default_rng(0)
     vectors = rng.normal(size=(n, 384)).astype(np.float32)
@@ -486,7 +475,7 @@ def test_round_trip_from_the_router_to_the_reports(tmp_path: Path):
         ]
         agents = reader.agents()
         assert sum(r["decisions"] for r in agents) == n and sum(r["outcomes"] for r in agents) == n
-        assert {r["agent"] for r in agents} <= set(names)
+        assert {r["agent"] for r in agents} <= set(model.feature_schema["agents"])
         assert sum(r["traffic_share"] for r in agents) == approx(1.0)
         assert reader.models() == [
             {

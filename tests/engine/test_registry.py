@@ -566,3 +566,30 @@ def test_restore_reproduces_stats_exactly():
     registry = busy_registry()
     restored = AgentRegistry.restore(json.loads(json.dumps(registry.snapshot())))
     assert restored.stats() == registry.stats()
+
+
+def test_a_registry_for_a_trained_models_agents():
+    from tinydancer.weights import load_model, shipped_model_path
+
+    model = load_model(shipped_model_path("agent"))
+    names = model.feature_schema["agents"]
+    prices = model.info["agent_mean_cost_usd"]
+    full = AgentRegistry.for_model(model)
+    assert [a.name for a in full.list()] == names
+    assert all(full.get(n).cost.per_request_usd == pytest.approx(prices[n]) for n in names)
+    assert full.known_to_model == frozenset(names)
+
+    subset = AgentRegistry.for_model(
+        model, agents=names[:3], capabilities=["Chat"], latency_ms=[100, 200, 300]
+    )
+    assert [a.name for a in subset.list()] == names[:3]
+    assert [a.expected_latency_ms for a in subset.list()] == [100, 200, 300]
+    assert all(a.capabilities == frozenset({"chat"}) for a in subset.list())
+    assert subset.known_to_model == frozenset(names)  # the model still scores all of them
+
+    with pytest.raises(InvalidRequestError) as bad:
+        AgentRegistry.for_model(model, agents=["not-a-model-agent"])
+    assert bad.value.field == "agents" and "not-a-model-agent" in str(bad.value)
+    with pytest.raises(InvalidRequestError) as bad:
+        AgentRegistry.for_model(model, latency_ms=[100.0])
+    assert bad.value.field == "latency_ms"

@@ -19,7 +19,6 @@ import numpy as np
 
 from tinydancer.agent_router import AgentRouter, AgentRouterConfig
 from tinydancer.agent_types import AgentRequest, Constraints
-from tinydancer.agents import Agent, CostModel
 from tinydancer.bandit import BanditConfig
 from tinydancer.datasets import RoutingOutcomes
 from tinydancer.evaluation import baselines
@@ -55,14 +54,7 @@ def router_for_model(
     bandit_config: BanditConfig | None = None,
 ) -> AgentRouter:
     """An AgentRouter over the model's own agents, priced at their training mean cost."""
-    registry = AgentRegistry(
-        known_to_model=model.feature_schema["agents"], bandit_config=bandit_config
-    )
-    costs = model.info.get("agent_mean_cost_usd", {})
-    for name in model.feature_schema["agents"]:
-        registry.register(
-            Agent(name=name, cost=CostModel(per_request_usd=float(costs.get(name, 0.0))))
-        )
+    registry = AgentRegistry.for_model(model, bandit_config=bandit_config)
     config = AgentRouterConfig(explore=explore, seed=seed, warm=False)
     return AgentRouter(registry, config=config, model=model)
 
