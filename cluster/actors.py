@@ -22,7 +22,7 @@ import ray
 from cluster.config import AppArgs
 from tinydancer._errors import FeedbackError, TinyDancerError
 from tinydancer.agents import Agent
-from tinydancer.breaker import CircuitBreaker
+from tinydancer.breaker import BreakerConfig, CircuitBreaker
 from tinydancer.history.records import DecisionColumns, OutcomeColumns
 from tinydancer.history.store import HistoryConfig, HistoryStore
 from tinydancer.ledger import DecisionLedger, LedgerEntry
@@ -137,7 +137,7 @@ class AgentRegistryActor:
             self.registry = AgentRegistry.restore(snapshot)
             self.restored_from_version: int | None = self.registry.version
         else:
-            self.registry = AgentRegistry()
+            self.registry = AgentRegistry(bandit_config=args.bandit)
             self.restored_from_version = None
             if args.register_default_agents:
                 for spec in default_agents:
@@ -265,9 +265,9 @@ class AgentRegistryActor:
 
 @ray.remote(max_restarts=-1, max_task_retries=3)
 class CircuitBreakerActor:
-    def __init__(self, history: Any) -> None:
+    def __init__(self, history: Any, config: BreakerConfig) -> None:
         self.history = history
-        self.breaker = CircuitBreaker()
+        self.breaker = CircuitBreaker(config)
         self._reported = 0
 
     async def _report(self) -> None:
@@ -312,5 +312,5 @@ def get_or_create(args: AppArgs, default_agents: list[dict[str, Any]]) -> tuple[
     registry = AgentRegistryActor.options(name=REGISTRY, **common).remote(  # type: ignore[attr-defined]
         args, history, default_agents
     )
-    breaker = CircuitBreakerActor.options(name=BREAKER, **common).remote(history)  # type: ignore[attr-defined]
+    breaker = CircuitBreakerActor.options(name=BREAKER, **common).remote(history, args.breaker)  # type: ignore[attr-defined]
     return registry, breaker, history

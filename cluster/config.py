@@ -8,6 +8,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tinydancer.bandit import BanditConfig
+from tinydancer.breaker import BreakerConfig
+
 __all__ = ["AppArgs", "AutoscalingArgs", "admin_token_from"]
 
 
@@ -81,6 +84,13 @@ class AppArgs(BaseModel):
         None, description="served when no eligible agent is available"
     )
     seed: int = Field(0, description="seed of Thompson sampling (per replica: seed + rank)")
+    breaker: BreakerConfig = Field(
+        default_factory=BreakerConfig, description="the circuit breaker of every agent"
+    )
+    bandit: BanditConfig = Field(
+        default_factory=BanditConfig,
+        description="online learning of a new registry (a restored one keeps its own)",
+    )
     register_default_agents: bool = Field(
         True, description="a fresh registry starts with the default pool"
     )

@@ -3,8 +3,8 @@
 The default workload is synthetic so that it runs on a fresh machine: requests come from
 topic clusters in embedding space; each agent of the default pool has a latent
 per-topic skill around its prior quality, a price per 1k tokens and a latency. Forty
-per cent in, the busiest agent's quality drifts down; from 60 to 75 % the second
-busiest fails every request (an outage). Clients report outcomes as feedback, over HTTP
+per cent in, the busiest agent's quality drifts down; from 60 to 75 % the agent then
+carrying most traffic fails every request (an outage). Clients report outcomes as feedback, over HTTP
 (three quarters of requests) and through the Serve handle (the rest), so the summary
 shows learning, drift, failover and recovery. `--data DIR` replays a routing-outcomes
 split instead: its embeddings as requests and its recorded outcomes as feedback.
@@ -28,6 +28,7 @@ import requests as http
 from cluster.config import AppArgs
 from cluster.default_agents import DEFAULT_AGENTS
 from cluster.runner import LocalCluster
+from tinydancer.breaker import BreakerConfig
 
 __all__ = ["run_demo"]
 
@@ -131,7 +132,11 @@ def run_demo(
 ) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="tinydancer-demo-"))
     args = AppArgs(
-        history_path=history_path or str(workdir / "history.duckdb"), export_interval_s=5.0
+        history_path=history_path or str(workdir / "history.duckdb"),
+        export_interval_s=5.0,
+        # the demo compresses hours of traffic into seconds: probe an open circuit after
+        # 1.5 s, and after at most 3 s however often it failed
+        breaker=BreakerConfig(cooldown_s=1.5, max_cooldown_s=3.0),
     )
     # the workload first: a bad --data directory is reported before any cluster starts
     world: Any = (
@@ -204,13 +209,18 @@ def _drive(
             tally.quality.append(outcome["quality"])
 
     t_run = time.perf_counter()
+    synthetic = isinstance(world, SyntheticWorld)
+    warm = min(200, requests_total)
+    outage_from = max(warm, int(0.6 * requests_total))
     with ThreadPoolExecutor(concurrency) as pool:
-        warmup = list(pool.map(one, range(min(200, requests_total))))
-        if isinstance(world, SyntheticWorld):  # choose drift / outage targets from early traffic
-            busiest = [a for a, _ in Counter(tally.agents).most_common()]
-            world.drift_agent = busiest[0] if busiest else None
-            world.outage_agent = busiest[1] if len(busiest) > 1 else None
-        list(pool.map(one, range(len(warmup), requests_total)))
+        list(pool.map(one, range(warm)))
+        if synthetic:  # the drift hits the agent the router has come to prefer
+            world.drift_agent = _busiest(tally, since=0, besides=None)
+        list(pool.map(one, range(warm, outage_from)))
+        if synthetic:  # the outage hits the agent carrying the traffic once the drift is learnt
+            since = int(0.4 * requests_total)
+            world.outage_agent = _busiest(tally, since=since, besides=world.drift_agent)
+        list(pool.map(one, range(outage_from, requests_total)))
     run_s = time.perf_counter() - t_run
     stats = http.get(f"{cluster.url}/v1/stats", timeout=30).json()
     transitions = cluster.actor("history").transitions.remote()
@@ -218,6 +228,13 @@ def _drive(
 
     breaker_events = ray.get(transitions)
     return tally, run_s, stats, breaker_events
+
+
+def _busiest(tally: Tally, *, since: int, besides: str | None) -> str | None:
+    with tally.lock:
+        routed = zip(tally.agents, tally.index, strict=True)
+        counts = Counter(a for a, i in routed if i >= since and a != besides)
+    return counts.most_common(1)[0][0] if counts else None
 
 
 def _summary(
@@ -295,7 +312,12 @@ def _text(s: dict[str, Any]) -> str:
         )
     lines.append(
         f"  breaker events: {len(s['breaker_events'])}"
-        + "".join(f"\n    {e}" for e in s["breaker_events"][:8])
+        + "".join(f"\n    {e}" for e in s["breaker_events"][:24])
+        + (
+            f"\n    ... {len(s['breaker_events']) - 24} more"
+            if len(s["breaker_events"]) > 24
+            else ""
+        )
     )
     lines.append(f"  bandit updates: {s['bandit_updates']}; history rows: {s['history']}")
     return "\n".join(lines)

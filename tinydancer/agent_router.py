@@ -96,6 +96,7 @@ class _Snapshot:
     capability_index: dict[str, int]
     base_eligible: np.ndarray  # (A_bucket,) bool: active and routable per the breaker
     states: dict[str, BreakerState]
+    probes: tuple[int, ...]  # half-open agents this router holds a probe permit for
     cost_ref: float
     latency_ref: float
     taken_at: float
@@ -322,6 +323,11 @@ class AgentRouter:
             capability_index=capability_index,
             base_eligible=base,
             states=states,
+            probes=tuple(
+                i
+                for i, a in enumerate(agents)
+                if states[a.name] is BreakerState.HALF_OPEN and base[i]
+            ),
             cost_ref=float(max(costs.max(), 1e-12)),
             latency_ref=float(max(latencies.max(), 1e-9)),
             taken_at=now,
@@ -521,6 +527,7 @@ class AgentRouter:
                 raise NoEligibleAgentError({"registry": ["(no agents registered)"]})
             row = self._request_row(template, snap, 1)
             eligible_row = self._eligible(template, snap).astype(np.float32)
+            eligible_row[list(snap.probes)] = 0.0  # bulk rows never probe a half-open circuit
             for start in range(0, count, chunk):
                 part = block[start : start + chunk]
                 size = part.shape[0]
@@ -590,6 +597,14 @@ class AgentRouter:
     ) -> AgentDecision:
         utility = out[_OUT["utility"]]
         order = np.argsort(-utility, kind="stable")
+        # A half-open circuit is tested with real requests: while this router holds a
+        # probe permit, the next request the agent is eligible for goes to it (the usual
+        # choice becomes the first alternative). The budget bounds what probes can cost.
+        probe = next((i for i in snap.probes if self._permits.get(snap.names[i], 0) > 0), None)
+        if probe is not None and np.isfinite(utility[probe]):
+            order = np.concatenate(([probe], order[order != probe]))
+        else:
+            probe = None
         best = int(order[0])
         fallback = False
         if not np.isfinite(utility[best]):
@@ -625,7 +640,10 @@ class AgentRouter:
             expected_quality=float(out[_OUT["quality"], best]),
             similarity=float(out[_OUT["similarity"], best]),
             model_version=self._model.model.version,
-            propensity=float(out[_OUT["propensity"], best]) if not fallback else 1.0,
+            # the probability this policy chose the agent: a probe or the fallback is certain
+            propensity=1.0
+            if fallback or probe is not None
+            else float(out[_OUT["propensity"], best]),
             model_quality=float(out[_OUT["model_quality"], best]),
             objective="custom"
             if request.weights
@@ -639,6 +657,7 @@ class AgentRouter:
             else None,
             ranked=ranked,
             fallback=fallback,
+            probe=probe is not None,
             inference_time_us=elapsed_us,
         )
         if remember:

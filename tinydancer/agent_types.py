@@ -146,6 +146,7 @@ class AgentDecision:
         None  # computes `excluded` on demand
     )
     fallback: bool = False
+    probe: bool = False  # sent to test a half-open circuit, whatever the scores said
     inference_time_us: float = 0.0
 
     @cached_property
@@ -158,6 +159,8 @@ class AgentDecision:
         head = (
             "fallback agent (no eligible agent available)"
             if self.fallback
+            else "probe of a half-open circuit (the agent is recovering from failures)"
+            if self.probe
             else f"best {self.objective} score"
         )
         latency = (
@@ -199,4 +202,5 @@ class AgentDecision:
             "model_version": self.model_version,
             "propensity": self.propensity,
             "fallback": self.fallback,
+            "probe": self.probe,
         }

@@ -25,7 +25,7 @@ from its last few hundred outcomes. Pure functions on a frozen state (optax styl
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -36,6 +36,7 @@ from tinydancer.sketch import decay_for_half_life
 __all__ = [
     "BanditConfig",
     "Posterior",
+    "age",
     "features",
     "posterior_mean",
     "prior",
@@ -60,6 +61,12 @@ class BanditConfig(BaseModel):
     unknown_prior_sd: float = Field(
         0.25, gt=0, description="prior sd of the mean quality of unknown agents"
     )
+    idle_half_life_outcomes: float | None = Field(
+        1000.0,
+        gt=0,
+        description="an agent's evidence halves after this many outcomes of other agents "
+        "(None: only its own outcomes discount it)",
+    )
     exploration: float = Field(
         0.5, ge=0, description="scales the posterior spread used for sampling"
     )
@@ -77,6 +84,7 @@ class Posterior:
     prior_precision: np.ndarray
     prior_shift: np.ndarray
     outcomes: int = 0
+    updated_at: int = 0  # the registry's outcome count at this agent's last outcome
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -85,6 +93,7 @@ class Posterior:
             "prior_precision": self.prior_precision.tolist(),
             "prior_shift": self.prior_shift.tolist(),
             "outcomes": self.outcomes,
+            "updated_at": self.updated_at,
         }
 
     @classmethod
@@ -95,6 +104,7 @@ class Posterior:
             np.asarray(data["prior_precision"], np.float64),
             np.asarray(data["prior_shift"], np.float64),
             outcomes=int(data["outcomes"]),
+            updated_at=int(data.get("updated_at", 0)),
         )
 
 
@@ -126,8 +136,18 @@ def update(
     shift = gamma * posterior.shift + (1 - gamma) * posterior.prior_shift
     precision = precision + noise_precision * np.outer(phi, phi)
     shift = shift + noise_precision * quality * phi
-    return Posterior(
-        precision, shift, posterior.prior_precision, posterior.prior_shift, posterior.outcomes + 1
+    return replace(posterior, precision=precision, shift=shift, outcomes=posterior.outcomes + 1)
+
+
+def age(posterior: Posterior, idle_outcomes: int, config: BanditConfig) -> Posterior:
+    """Discount the evidence towards the prior for `idle_outcomes` outcomes of other agents."""
+    if config.idle_half_life_outcomes is None or idle_outcomes <= 0:
+        return posterior
+    g = 0.5 ** (idle_outcomes / config.idle_half_life_outcomes)
+    return replace(
+        posterior,
+        precision=g * posterior.precision + (1 - g) * posterior.prior_precision,
+        shift=g * posterior.shift + (1 - g) * posterior.prior_shift,
     )
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import builtins
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -311,10 +311,9 @@ class AgentRegistry:
         phi = bandit.features(
             0.0 if model_quality is None else model_quality, known and model_quality is not None
         )
-        self._posteriors[agent] = bandit.update(
-            self._posteriors[agent], phi, observed, self.bandit_config
-        )
+        updated = bandit.update(self.posterior(agent), phi, observed, self.bandit_config)
         self.bandit_updates += 1
+        self._posteriors[agent] = replace(updated, updated_at=self.bandit_updates)
         self.version += 1
 
     def stats(self, name: str | None = None) -> dict[str, Any]:
@@ -323,7 +322,7 @@ class AgentRegistry:
             return {
                 "agent": agent.public(),
                 "metrics": self._metrics[name].summary(),
-                "posterior_mean": bandit.posterior_mean(self._posteriors[name]).tolist(),
+                "posterior_mean": bandit.posterior_mean(self.posterior(name)).tolist(),
             }
         return {"version": self.version, "agents": {n: self.stats(n) for n in self._agents}}
 
@@ -332,8 +331,10 @@ class AgentRegistry:
         return self._metrics[name]
 
     def posterior(self, name: str) -> Posterior:
+        """The agent's posterior now: its evidence aged by the outcomes of others since its last."""
         self._require(name)
-        return self._posteriors[name]
+        stored = self._posteriors[name]
+        return bandit.age(stored, self.bandit_updates - stored.updated_at, self.bandit_config)
 
     # -- persistence ----------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -368,6 +369,12 @@ class AgentRegistry:
             registry._posteriors[agent.name] = Posterior.from_dict(entry["posterior"])
         registry.version = int(snapshot["version"])
         registry.bandit_updates = int(snapshot.get("bandit_updates", 0))
+        for entry in snapshot["agents"]:
+            if "updated_at" not in entry["posterior"]:  # a snapshot from before idle ageing
+                name = entry["agent"]["name"]
+                registry._posteriors[name] = replace(
+                    registry._posteriors[name], updated_at=registry.bandit_updates
+                )
         return registry
 
     def set_known_to_model(self, names: Iterable[str]) -> None:

@@ -297,6 +297,36 @@ def test_half_open_probes_are_limited_by_the_budget():
         router.route(AgentRequest(embedding=embedding(9), constraints=only))
 
 
+def test_a_half_open_agent_gets_its_probes_even_when_others_score_higher():
+    """Without probes an avoided agent would never be tried again and its circuit never closed."""
+    clock = Clock()
+    breaker = CircuitBreaker(
+        BreakerConfig(consecutive_failures=1, cooldown_s=5, probe_budget=2, successes_to_close=2),
+        clock=clock,
+    )
+    router = make_router(breaker=breaker, explore=False)
+    e = embedding()
+    usual = router.route(AgentRequest(embedding=e, optimize_for="quality")).agent
+    target = next(n for n in NAMES if n != usual)  # an agent the scores do not pick
+    breaker.record(target, success=False)
+    clock.now += 6  # half-open: two probe permits
+    excluding = Constraints(excluded_agents=frozenset({target}))
+    assert router.route(AgentRequest(embedding=e, constraints=excluding)).agent != target
+    only = AgentRequest(constraints=Constraints(excluded_agents=frozenset(set(NAMES) - {target})))
+    bulk = router.route_embeddings(np.stack([embedding(i) for i in range(4)]), only)
+    assert (bulk.agent_index == -1).all()  # bulk rows never probe, even with a permit held
+    probes = [router.route(AgentRequest(embedding=e, optimize_for="quality")) for _ in range(2)]
+    for probe in probes:
+        assert probe.agent == target and probe.probe and probe.propensity == 1.0
+        assert "half-open" in probe.reason and probe.to_dict()["probe"] is True
+        assert probe.alternatives[0].agent == usual  # the usual choice, for a client's failover
+    after = router.route(AgentRequest(embedding=e, optimize_for="quality"))
+    assert after.agent == usual and not after.probe  # the budget is spent
+    for probe in probes:
+        router.record_outcome(probe.request_id, target, success=True, quality=1.0)
+    assert breaker.state(target) is BreakerState.CLOSED
+
+
 def test_feedback_is_accepted_once_for_the_chosen_agent_or_an_alternative():
     router = make_router()
     decision = router.route(AgentRequest(embedding=embedding()))

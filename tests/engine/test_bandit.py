@@ -175,6 +175,25 @@ def test_without_forgetting_the_mean_lags():
     assert updates_until(posterior, 0.1, config, below=0.5, limit=300) is None
 
 
+@pytest.mark.parametrize("idle_half_life", [50.0, 400.0])
+def test_idle_evidence_halves_after_the_idle_half_life(idle_half_life):
+    config = make_config(idle_half_life_outcomes=idle_half_life)
+    prior = bandit.prior(config, known_to_model=False)
+    learnt = run(prior, [0.1] * 60, config)
+    evidence = learnt.precision - prior.precision
+    aged = bandit.age(learnt, int(idle_half_life), config)
+    np.testing.assert_allclose(aged.precision - prior.precision, evidence / 2, rtol=1e-12)
+    assert offset(prior) > offset(aged) > offset(learnt)  # back towards the prior, not all the way
+    assert aged.outcomes == learnt.outcomes and aged.updated_at == learnt.updated_at
+    assert bandit.age(learnt, 0, config) is learnt
+
+
+def test_idle_ageing_can_be_switched_off():
+    config = make_config(idle_half_life_outcomes=None)
+    learnt = run(bandit.prior(config, known_to_model=False), [0.1] * 60, config)
+    assert bandit.age(learnt, 10_000, config) is learnt
+
+
 # -- sampling ----------------------------------------------------------------------------
 
 

@@ -593,3 +593,38 @@ def test_a_registry_for_a_trained_models_agents():
     with pytest.raises(InvalidRequestError) as bad:
         AgentRegistry.for_model(model, latency_ms=[100.0])
     assert bad.value.field == "latency_ms"
+
+
+def test_an_avoided_agent_drifts_back_towards_its_prior():
+    """Outcomes of other agents age an agent's evidence: one avoided after failures is retried."""
+    registry = AgentRegistry(
+        bandit_config=CONFIG.model_copy(update={"idle_half_life_outcomes": 100.0})
+    )
+    for name in ("failed", "busy"):
+        registry.register(Agent(name=name, expected_quality=0.8))
+    for i in range(40):
+        registry.record_outcome(f"f{i}", "failed", False)
+    after_failures = float(bandit.posterior_mean(registry.posterior("failed"))[0])
+    for i in range(300):
+        registry.record_outcome(f"b{i}", "busy", True)
+    recovered = float(bandit.posterior_mean(registry.posterior("failed"))[0])
+    assert after_failures < recovered < 0.8
+    assert registry.posterior("failed").outcomes == 40  # ageing is not an outcome
+
+    restored = AgentRegistry.restore(json.loads(json.dumps(registry.snapshot())))
+    np.testing.assert_allclose(
+        restored.posterior("failed").precision, registry.posterior("failed").precision
+    )
+    legacy = registry.snapshot()  # written before ageing existed: no `updated_at`
+    for entry in legacy["agents"]:
+        del entry["posterior"]["updated_at"]
+    old = AgentRegistry.restore(legacy)
+    stored = stored_posterior(legacy, "failed")
+    np.testing.assert_allclose(old.posterior("failed").precision, stored.precision)
+
+
+def stored_posterior(snapshot: dict, name: str):
+    from tinydancer.bandit import Posterior
+
+    (entry,) = [e for e in snapshot["agents"] if e["agent"]["name"] == name]
+    return Posterior.from_dict(entry["posterior"])
