@@ -12,7 +12,9 @@ split instead: its embeddings as requests and its recorded outcomes as feedback.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 import tempfile
 import threading
 import time
@@ -142,16 +144,21 @@ def run_demo(
     world: Any = (
         DatasetWorld(data, requests_total, seed) if data else SyntheticWorld(requests_total, seed)
     )
-    started = time.perf_counter()
-    cluster = LocalCluster.start(args, port=port)
-    try:
-        cluster.wait_ready()
-        startup_s = time.perf_counter() - started
-        tally, run_s, stats, breaker_events = _drive(cluster, world, requests_total, concurrency)
-    except BaseException:
-        cluster.stop()  # an interrupted or failed run leaves no cluster behind
-        raise
-    integrity = cluster.stop()
+    # With --json, stdout carries the summary alone: what Ray prints goes to stderr.
+    quiet = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
+    with quiet:
+        started = time.perf_counter()
+        cluster = LocalCluster.start(args, port=port)
+        try:
+            cluster.wait_ready()
+            startup_s = time.perf_counter() - started
+            tally, run_s, stats, breaker_events = _drive(
+                cluster, world, requests_total, concurrency
+            )
+        except BaseException:
+            cluster.stop()  # an interrupted or failed run leaves no cluster behind
+            raise
+        integrity = cluster.stop()
     summary = _summary(
         world, tally, stats, breaker_events, integrity, startup_s, run_s, requests_total
     )

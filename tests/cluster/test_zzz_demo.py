@@ -1,10 +1,13 @@
-"""`tinydancer demo --data DIR`: replay a routing-outcomes split through a fresh cluster.
+"""`tinydancer demo`: the synthetic workload (the README's main job) and `--data DIR`
+(a routing-outcomes split replayed) through a fresh cluster.
 
 Runs after the session cluster has been stopped (file order), because the demo starts
 and stops its own Ray and Serve app.
 """
 
 from __future__ import annotations
+
+import json
 
 import pytest
 import ray
@@ -53,3 +56,23 @@ def test_demo_replays_a_split_with_its_recorded_outcomes(
     assert 0.75 * summary["mean_quality_always_strongest"] <= summary["mean_quality"] <= 1
     out = capsys.readouterr().out
     assert f"{total}/{total} requests routed" in out and "saved" in out
+
+
+def test_the_synthetic_demo_shows_drift_failover_and_clean_json(no_ray_running, capsys):
+    total = 600
+    summary = run_demo(requests_total=total, concurrency=4, port=free_port(), as_json=True)
+    assert not ray.is_initialized()
+    printed = json.loads(capsys.readouterr().out)  # --json: stdout is the summary alone
+    assert printed["routed"] == summary["routed"] == total and summary["failed"] == {}
+    history = summary["history"]
+    assert history["decisions"] == total and history["outcomes"] == total
+    drifted, failed = summary["drift_agent"], summary["outage_agent"]
+    assert drifted and failed and drifted != failed
+    phases = summary["traffic_by_phase"]
+    # the outage hits the agent carrying the traffic, and traffic moves off it (the
+    # bandit learns from the failures; with enough of them in a row its circuit opens)
+    ranked = sorted(phases["drift"], key=phases["drift"].__getitem__, reverse=True)
+    assert failed in [a for a in ranked if a != drifted][:1]
+    assert phases["outage"].get(failed, 0) < 0.5 * phases["drift"][failed], phases
+    assert phases["drift"].get(drifted, 0) < phases["learning"].get(drifted, 1), phases
+    assert summary["cost_usd"] < summary["cost_always_strongest_usd"]
