@@ -8,6 +8,7 @@ actor, ledger entries to the registry actor), and the same task refreshes the re
 and breaker snapshots every `snapshot_interval_s`.
 """
 
+import asyncio
 import os
 import time
 from typing import Any
@@ -95,6 +96,7 @@ class RouterDeployment:
         )
         self._route_batched.set_max_batch_size(self.args.batch_max_size)  # type: ignore[attr-defined]
         self._route_batched.set_batch_wait_timeout_s(self.args.batch_wait_timeout_s)  # type: ignore[attr-defined]
+        self._routing = 0  # route calls in progress on this replica
 
     async def check_health(self) -> None:
         self.state.ensure_background()
@@ -117,7 +119,16 @@ class RouterDeployment:
             if isinstance(request, AgentRequest)
             else RouteBody.model_validate(request).to_engine()
         )
-        result = await self._route_batched(engine_request)
+        self._routing += 1
+        try:
+            await asyncio.sleep(0)  # let requests already delivered to this replica check in
+            if self._routing == 1:  # alone on this replica: no batch to form, route now
+                self.metrics.batch_size.observe(1)
+                result = self.state.route_many([engine_request])[0]
+            else:
+                result = await self._route_batched(engine_request)
+        finally:
+            self._routing -= 1
         self.metrics.route_latency.labels("route").observe(time.perf_counter() - started)
         if isinstance(result, Exception):
             raise result

@@ -289,3 +289,29 @@ def test_raw_batch_query_options_are_validated(http):
         headers={"content-type": "application/octet-stream"},
     )
     assert bad.status_code == 422 and bad.json()["field"] == "willingness_to_pay"
+
+
+def _batch_size_totals(http) -> tuple[float, float]:
+    """(requests, jitted calls) of the route batch-size histogram, over all replicas."""
+    routed = calls = 0.0
+    for line in http.get("/metrics").text.splitlines():
+        if line.startswith("tinydancer_route_batch_size_sum"):
+            routed += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("tinydancer_route_batch_size_count"):
+            calls += float(line.rsplit(" ", 1)[1])
+    return routed, calls
+
+
+def test_concurrent_requests_share_a_jitted_call(cluster, http):
+    before = _batch_size_totals(http)
+    bodies = [{"embedding_b64": b64(vector(500 + i))} for i in range(48)]
+    responses = [cluster.handle.route.remote(body) for body in bodies]  # all in flight at once
+    assert all(r.result()["agent"] for r in responses)
+    deadline = time.monotonic() + 30
+    while True:  # replicas report their metrics every few seconds
+        routed, calls = _batch_size_totals(http)
+        if routed - before[0] >= len(bodies) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert routed - before[0] >= len(bodies)
+    assert calls - before[1] < routed - before[0], "no two requests were routed together"
