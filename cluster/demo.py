@@ -4,8 +4,9 @@ The default workload is synthetic so that it runs on a fresh machine: requests c
 topic clusters in embedding space; each agent of the default pool has a latent
 per-topic skill around its prior quality, a price per 1k tokens and a latency. Forty
 per cent in, the busiest agent's quality drifts down; from 60 to 75 % the agent then
-carrying most traffic fails every request (an outage). Clients report outcomes as feedback, over HTTP
-(three quarters of requests) and through the Serve handle (the rest), so the summary
+carrying most traffic fails every request (an outage). Clients report outcomes as
+feedback, over HTTP (three quarters of requests) and through the Serve handle (the
+rest), so the summary
 shows learning, drift, failover and recovery. `--data DIR` replays a routing-outcomes
 split instead: its embeddings as requests and its recorded outcomes as feedback.
 """
@@ -317,14 +318,10 @@ def _text(s: dict[str, Any]) -> str:
             f"{s['strongest_agent']} ({saved:.0%} saved); mean quality {s['mean_quality']} vs "
             f"{s['mean_quality_always_strongest']}"
         )
-    lines.append(
-        f"  breaker events: {len(s['breaker_events'])}"
-        + "".join(f"\n    {e}" for e in s["breaker_events"][:24])
-        + (
-            f"\n    ... {len(s['breaker_events']) - 24} more"
-            if len(s["breaker_events"]) > 24
-            else ""
-        )
-    )
+    events = s["breaker_events"]
+    lines.append(f"  breaker events: {len(events)}")
+    lines.extend(f"    {e}" for e in events[:24])
+    if len(events) > 24:
+        lines.append(f"    ... {len(events) - 24} more")
     lines.append(f"  bandit updates: {s['bandit_updates']}; history rows: {s['history']}")
     return "\n".join(lines)

@@ -107,6 +107,9 @@ class RouterDeployment:
     # -- routing ----------------------------------------------------------------------------------
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0002)
     async def _route_batched(self, requests: list[AgentRequest]) -> list[Any]:
+        return self._route_now(requests)
+
+    def _route_now(self, requests: list[AgentRequest]) -> list[Any]:
         self.metrics.batch_size.observe(len(requests))
         return self.state.route_many(requests)
 
@@ -123,8 +126,7 @@ class RouterDeployment:
         try:
             await asyncio.sleep(0)  # let requests already delivered to this replica check in
             if self._routing == 1:  # alone on this replica: no batch to form, route now
-                self.metrics.batch_size.observe(1)
-                result = self.state.route_many([engine_request])[0]
+                result = self._route_now([engine_request])[0]
             else:
                 result = await self._route_batched(engine_request)
         finally:

@@ -7,7 +7,7 @@ import signal
 import threading
 
 from cluster.config import AppArgs, AutoscalingArgs
-from cluster.runner import LocalCluster
+from cluster.runner import REQUEST_TIMEOUT_S, LocalCluster
 
 __all__ = ["run_serve"]
 
@@ -25,7 +25,9 @@ def run_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         metrics_export_port=args.metrics_port,
-        request_timeout_s=args.request_timeout_s or None,
+        request_timeout_s=(
+            REQUEST_TIMEOUT_S if args.request_timeout_s is None else args.request_timeout_s or None
+        ),
     )
     cluster.wait_ready()
     print(

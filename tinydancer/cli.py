@@ -141,8 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--request-timeout-s",
         type=float,
-        default=10.0,
-        help="the proxy answers 408 after this long without a response (0: wait forever)",
+        default=None,
+        help="the proxy answers 408 after this long without a response "
+        "(default: cluster.runner.REQUEST_TIMEOUT_S, 10 s; 0: wait forever)",
     )
     commands["serve"] = _cmd_serve
 

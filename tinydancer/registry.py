@@ -362,19 +362,16 @@ class AgentRegistry:
             known_to_model=snapshot["known_to_model"],
         )
         registry.recent_decay = float(snapshot["recent_decay"])
+        registry.version = int(snapshot["version"])
+        registry.bandit_updates = int(snapshot.get("bandit_updates", 0))
         for entry in snapshot["agents"]:
             agent = Agent.model_validate(entry["agent"])
             registry._agents[agent.name] = agent
             registry._metrics[agent.name] = AgentMetrics.from_dict(entry["metrics"])
-            registry._posteriors[agent.name] = Posterior.from_dict(entry["posterior"])
-        registry.version = int(snapshot["version"])
-        registry.bandit_updates = int(snapshot.get("bandit_updates", 0))
-        for entry in snapshot["agents"]:
+            posterior = Posterior.from_dict(entry["posterior"])
             if "updated_at" not in entry["posterior"]:  # a snapshot from before idle ageing
-                name = entry["agent"]["name"]
-                registry._posteriors[name] = replace(
-                    registry._posteriors[name], updated_at=registry.bandit_updates
-                )
+                posterior = replace(posterior, updated_at=registry.bandit_updates)
+            registry._posteriors[agent.name] = posterior
         return registry
 
     def set_known_to_model(self, names: Iterable[str]) -> None:

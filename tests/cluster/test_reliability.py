@@ -45,6 +45,15 @@ def test_services_bind_loopback_only(cluster):
     ), listening
 
 
+def test_the_proxy_answers_a_lost_request_within_the_timeout(cluster):
+    import ray
+
+    from cluster.runner import REQUEST_TIMEOUT_S
+
+    controller = ray.get_actor("SERVE_CONTROLLER_ACTOR", namespace="serve")
+    assert ray.get(controller.get_http_config.remote()).request_timeout_s == REQUEST_TIMEOUT_S
+
+
 def test_ray_token_authentication_is_left_on(cluster):
     from ray._private.authentication.authentication_utils import is_token_auth_enabled
 

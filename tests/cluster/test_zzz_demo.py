@@ -72,7 +72,7 @@ def test_the_synthetic_demo_shows_drift_failover_and_clean_json(no_ray_running, 
     # the outage hits the agent carrying the traffic, and traffic moves off it (the
     # bandit learns from the failures; with enough of them in a row its circuit opens)
     ranked = sorted(phases["drift"], key=phases["drift"].__getitem__, reverse=True)
-    assert failed in [a for a in ranked if a != drifted][:1]
+    assert failed == next(a for a in ranked if a != drifted)
     assert phases["outage"].get(failed, 0) < 0.5 * phases["drift"][failed], phases
     assert phases["drift"].get(drifted, 0) < phases["learning"].get(drifted, 1), phases
     assert summary["cost_usd"] < summary["cost_always_strongest_usd"]
