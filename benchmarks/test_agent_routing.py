@@ -10,12 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tinydancer import bandit
-from tinydancer.agent_router import AgentRouter, AgentRouterConfig
-from tinydancer.agent_types import AgentRequest
-from tinydancer.reference import fastgrnn_forward
-from tinydancer.registry import AgentRegistry
-from tinydancer.weights import load_model, shipped_model_path
+from tinydancer.agents import bandit
+from tinydancer.agents.config import AgentRouterConfig
+from tinydancer.agents.registry import AgentRegistry
+from tinydancer.agents.router import AgentRouter
+from tinydancer.agents.types import AgentRequest
+from tinydancer.model.reference import fastgrnn_forward
+from tinydancer.model.weights import load_model, shipped_model_path
 
 from ._compare import interleaved_medians, median_s, record
 

@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 
 from tinydancer import CandidateBatch, Router, RouterConfig, RoutingRequest
-from tinydancer.conformal import uncertainty_table
-from tinydancer.embedding import aligned_empty
-from tinydancer.fastgrnn import forward
-from tinydancer.features import FeatureConfig
-from tinydancer.quantization import pack, unpack
-from tinydancer.reference import score_candidates
+from tinydancer.candidates.features import FeatureConfig
+from tinydancer.candidates.reference import score_candidates
+from tinydancer.model.conformal import uncertainty_table
+from tinydancer.model.embedding import aligned_empty
+from tinydancer.model.fastgrnn import forward
+from tinydancer.model.quantization import pack, unpack
 
 from ._compare import interleaved_medians, record
 

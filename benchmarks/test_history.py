@@ -134,9 +134,10 @@ class DecisionFactory:
 
 
 def _router():
-    from tinydancer.agent_router import AgentRouter, AgentRouterConfig
-    from tinydancer.registry import AgentRegistry
-    from tinydancer.weights import load_model, shipped_model_path
+    from tinydancer.agents.config import AgentRouterConfig
+    from tinydancer.agents.registry import AgentRegistry
+    from tinydancer.agents.router import AgentRouter
+    from tinydancer.model.weights import load_model, shipped_model_path
 
     model = load_model(shipped_model_path("agent"))
     latencies = [300.0 + 50 * i for i in range(len(model.feature_schema["agents"]))]
@@ -149,7 +150,7 @@ class PacedRouting(threading.Thread):
 
     def __init__(self, router, period_s: float = 0.002) -> None:
         super().__init__(daemon=True)
-        from tinydancer.agent_types import AgentRequest
+        from tinydancer.agents.types import AgentRequest
 
         vector = np.random.default_rng(3).normal(size=384).astype(np.float32)
         self.request = AgentRequest(embedding=vector / np.linalg.norm(vector))

@@ -20,13 +20,13 @@ from typing import Any
 import ray
 
 from cluster.config import AppArgs
-from tinydancer._errors import FeedbackError, TinyDancerError
-from tinydancer.agents import Agent
-from tinydancer.breaker import BreakerConfig, CircuitBreaker
+from tinydancer.agents.agent import Agent
+from tinydancer.agents.breaker import BreakerConfig, CircuitBreaker
+from tinydancer.agents.ledger import DecisionLedger, LedgerEntry
+from tinydancer.agents.registry import AgentRegistry
+from tinydancer.errors import FeedbackError, TinyDancerError
 from tinydancer.history.records import DecisionColumns, OutcomeColumns
 from tinydancer.history.store import HistoryConfig, HistoryStore
-from tinydancer.ledger import DecisionLedger, LedgerEntry
-from tinydancer.registry import AgentRegistry
 
 __all__ = [
     "AgentRegistryActor",

@@ -8,8 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tinydancer.bandit import BanditConfig
-from tinydancer.breaker import BreakerConfig
+from tinydancer.agents.bandit import BanditConfig
+from tinydancer.agents.breaker import BreakerConfig
 
 __all__ = ["AppArgs", "AutoscalingArgs", "admin_token_from"]
 

@@ -31,7 +31,7 @@ import requests as http
 from cluster.config import AppArgs
 from cluster.default_agents import DEFAULT_AGENTS
 from cluster.runner import LocalCluster
-from tinydancer.breaker import BreakerConfig
+from tinydancer.agents.breaker import BreakerConfig
 
 __all__ = ["run_demo"]
 

@@ -35,9 +35,9 @@ from cluster.http_models import (
 )
 from cluster.metrics import ReplicaMetrics, render_cluster_metrics
 from cluster.replica_state import ReplicaState
-from tinydancer._errors import FeedbackError, InvalidRequestError
-from tinydancer.agent_types import AgentRequest
-from tinydancer.agents import Agent
+from tinydancer.agents.agent import Agent
+from tinydancer.agents.types import AgentRequest
+from tinydancer.errors import FeedbackError, InvalidRequestError
 
 __all__ = ["RouterDeployment", "api"]
 

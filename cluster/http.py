@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tinydancer._errors import (
+from tinydancer.errors import (
     AgentsUnavailableError,
     DuplicateAgentError,
     FeedbackError,

@@ -11,8 +11,8 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tinydancer.agent_types import AgentRequest, Constraints
-from tinydancer.embedding import decode_base64_f32
+from tinydancer.agents.types import AgentRequest, Constraints
+from tinydancer.model.embedding import decode_base64_f32
 
 __all__ = [
     "ERROR_RESPONSES",

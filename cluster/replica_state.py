@@ -15,13 +15,16 @@ import ray
 from cluster.config import AppArgs
 from cluster.http_models import CandidateRouteBody, FeedbackBody
 from cluster.metrics import ReplicaMetrics
-from tinydancer._errors import TinyDancerError
-from tinydancer.agent_router import AgentRouter, AgentRouterConfig
-from tinydancer.agent_types import AgentRequest
-from tinydancer.breaker import BreakerView
-from tinydancer.candidates import Candidate, CandidateBatch, RoutingRequest
-from tinydancer.config import RouterConfig
-from tinydancer.embedding import decode_base64_f32
+from tinydancer.agents.breaker import BreakerView
+from tinydancer.agents.config import AgentRouterConfig
+from tinydancer.agents.ledger import DecisionLedger, LedgerEntry
+from tinydancer.agents.registry import AgentRegistry
+from tinydancer.agents.router import AgentRouter
+from tinydancer.agents.types import AgentRequest
+from tinydancer.candidates.config import RouterConfig
+from tinydancer.candidates.router import Router
+from tinydancer.candidates.types import Candidate, CandidateBatch, RoutingRequest
+from tinydancer.errors import TinyDancerError
 from tinydancer.history.records import (
     DecisionColumns,
     OutcomeColumns,
@@ -29,10 +32,8 @@ from tinydancer.history.records import (
     from_candidate_response,
     from_columnar,
 )
-from tinydancer.ledger import DecisionLedger, LedgerEntry
-from tinydancer.registry import AgentRegistry
-from tinydancer.router import Router
-from tinydancer.weights import load_model
+from tinydancer.model.embedding import decode_base64_f32
+from tinydancer.model.weights import load_model
 
 __all__ = ["ReplicaState"]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from tinydancer._errors import InvalidRequestError
+from tinydancer.errors import InvalidRequestError
 
 __all__ = ["RoutingOutcomes", "load_split"]
 

@@ -14,7 +14,7 @@ Two facts about JAX on small CPU machines shape the hot path (see the README,
   is an explicit opt-in of a process (a replica, the CLI, a benchmark run), never a
   side effect of ``import tinydancer``.
 
-A Ray Serve replica pins itself to ``replica_rank % cpu_count`` so that two replicas on
+A serving replica pins itself to ``replica_rank % cpu_count`` so that two replicas on
 a 2-core node each own one core; large batch scoring runs unpinned and uses both.
 """
 
@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import sys
 
-from tinydancer._errors import ConfigError
+from tinydancer.errors import ConfigError
 
 __all__ = ["jax_backend_started", "pin_to_core", "pinned_core", "use_sync_dispatch"]
 

@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("ray")
 
-from cluster_helpers import free_port
+from tests.cluster.cluster_helpers import free_port
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 

@@ -7,7 +7,8 @@ import time
 
 import numpy as np
 import pytest
-from cluster_helpers import DIM, b64, vector
+
+from tests.cluster.cluster_helpers import DIM, b64, vector
 
 
 def test_route_json_and_base64_give_decisions(cluster, http):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 import ray
-from cluster_helpers import vector
 
-from tinydancer.weights import load_model, save_model, shipped_model_path
+from tests.cluster.cluster_helpers import vector
+from tinydancer.model.weights import load_model, save_model, shipped_model_path
 
 
 def test_handles_work_from_the_driver_a_task_and_an_actor(cluster):
@@ -63,6 +63,30 @@ def test_handles_work_from_the_driver_a_task_and_an_actor(cluster):
         result["candidates"]["request_id"],
         from_actor["request_id"],
     ]
+
+
+def test_the_readmes_handle_examples_run_as_written_in_a_task_and_an_actor(cluster):
+    from tests.engine.test_docs import README, needs_cluster, python_examples
+
+    examples = [code for code in python_examples(README) if needs_cluster(code)]
+    assert examples, "the README shows how to use a handle"
+
+    def run(code: str, embedding: list[float]) -> dict:
+        namespace: dict = {"vector": embedding}
+        exec(compile(code, "README handle example", "exec"), namespace)
+        return {"request_id": namespace["decision"]["request_id"]}
+
+    in_task = ray.remote(num_cpus=0)(run)
+
+    @ray.remote(num_cpus=0)
+    class Job:
+        def run(self, code: str, embedding: list[float]) -> dict:
+            return run(code, embedding)
+
+    for code in examples:
+        from_task = ray.get(in_task.remote(code, vector(23).tolist()))
+        from_actor = ray.get(Job.remote().run.remote(code, vector(24).tolist()))
+        cluster.routed_ids += [from_task["request_id"], from_actor["request_id"]]
 
 
 def test_registry_changes_reach_replicas_within_a_second(cluster, http, admin):

@@ -8,7 +8,8 @@ import time
 import httpx
 import pytest
 import ray
-from cluster_helpers import b64, vector
+
+from tests.cluster.cluster_helpers import b64, vector
 
 LOAD_S = 60.0
 CLIENTS = 8

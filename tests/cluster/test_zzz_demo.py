@@ -11,9 +11,9 @@ import json
 
 import pytest
 import ray
-from cluster_helpers import free_port
 
 from cluster.demo import run_demo
+from tests.cluster.cluster_helpers import free_port
 from tinydancer import InvalidRequestError
 from tinydancer.datasets import load_split
 

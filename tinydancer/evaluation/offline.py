@@ -17,16 +17,17 @@ from typing import Any
 
 import numpy as np
 
-from tinydancer.agent_router import AgentRouter, AgentRouterConfig
-from tinydancer.agent_types import AgentRequest, Constraints
-from tinydancer.bandit import BanditConfig
+from tinydancer.agents.bandit import BanditConfig
+from tinydancer.agents.config import AgentRouterConfig
+from tinydancer.agents.registry import AgentRegistry
+from tinydancer.agents.router import AgentRouter
+from tinydancer.agents.types import AgentRequest, Constraints
 from tinydancer.datasets import RoutingOutcomes
 from tinydancer.evaluation import baselines
 from tinydancer.evaluation.curves import aiq, hull, hull_value, summarize
-from tinydancer.registry import AgentRegistry
+from tinydancer.model.weights import RouterModel
 from tinydancer.training.agent import predict_quality
 from tinydancer.training.metrics import roc_auc
-from tinydancer.weights import RouterModel
 
 __all__ = [
     "Evaluation",

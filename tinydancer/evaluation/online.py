@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from tinydancer.agent_types import AgentRequest, Constraints
-from tinydancer.bandit import BanditConfig
+from tinydancer.agents.bandit import BanditConfig
+from tinydancer.agents.types import AgentRequest, Constraints
 from tinydancer.datasets import RoutingOutcomes
 from tinydancer.evaluation.curves import hull, hull_value
 from tinydancer.evaluation.offline import router_for_model
-from tinydancer.weights import RouterModel
+from tinydancer.model.weights import RouterModel
 
 __all__ = ["replay"]
 

@@ -6,7 +6,7 @@
     reader.report("timeseries", since=1_763_000_000, bucket="day")
 
 A running writer holds its DuckDB file (one process may open it read-write, and then no
-other may open it at all), so analysts of a live cluster read its exports; a stopped
+other may open it at all), so analysts of a live service read its exports; a stopped
 store's file can be read directly.
 
 Reports (`REPORTS`; columns in `REPORT_COLUMNS`):
@@ -38,7 +38,7 @@ from typing import Any, Literal
 
 import duckdb
 
-from tinydancer._errors import HistoryError, InvalidRequestError
+from tinydancer.errors import HistoryError, InvalidRequestError
 from tinydancer.history.schema import SCHEMA_VERSION, TABLES, VIEWS
 
 __all__ = [

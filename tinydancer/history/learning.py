@@ -28,9 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from tinydancer._errors import ConfigError, HistoryError, ModelFileError
 from tinydancer.datasets import RoutingOutcomes
-from tinydancer.embedding import DEFAULT_EMBEDDING
+from tinydancer.errors import ConfigError, HistoryError, ModelFileError
 from tinydancer.history.logged import LoggedData, load_logged
 from tinydancer.history.off_policy import (
     agent_mean_costs,
@@ -39,9 +38,10 @@ from tinydancer.history.off_policy import (
     greedy_policy,
     off_policy_value,
 )
+from tinydancer.model.embedding import DEFAULT_EMBEDDING
+from tinydancer.model.weights import RouterModel, load_model, save_model
 from tinydancer.training.agent import split_indices, train_agent_model
 from tinydancer.training.fit import FitSettings
-from tinydancer.weights import RouterModel, load_model, save_model
 
 __all__ = [
     "LoggedData",

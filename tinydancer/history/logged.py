@@ -19,7 +19,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from tinydancer._errors import HistoryError
+from tinydancer.errors import HistoryError
 from tinydancer.history.records import dequantize_embeddings
 from tinydancer.history.schema import TABLES
 

@@ -26,11 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from tinydancer._errors import ConfigError, HistoryError
+from tinydancer.errors import ConfigError, HistoryError
 from tinydancer.evaluation.offline import knob_grid
 from tinydancer.history.logged import LoggedData
+from tinydancer.model.weights import RouterModel
 from tinydancer.training.agent import predict_quality
-from tinydancer.weights import RouterModel
 
 __all__ = ["calibrate_knob_off_policy", "compare", "greedy_policy", "off_policy_value"]
 

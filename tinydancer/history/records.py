@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from tinydancer.agent_types import AgentDecision, AgentRequest
+from tinydancer.agents.types import AgentDecision, AgentRequest
 
 __all__ = [
     "DecisionColumns",

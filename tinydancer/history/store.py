@@ -36,7 +36,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from tinydancer._errors import HistoryError
+from tinydancer.errors import HistoryError
+from tinydancer.history.maintenance import compact_before, export_tables
 from tinydancer.history.records import DecisionColumns, OutcomeColumns
 from tinydancer.history.schema import MIGRATIONS, SCHEMA_VERSION, TABLES, create_statements
 
@@ -62,10 +63,6 @@ def _micros(seconds: float) -> int:
     shifted against the decisions (stored in UTC from Arrow).
     """
     return int(np.float64(seconds) * 1e6)
-
-
-def _literal(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
 
 
 def _timestamps(seconds: Any) -> pa.Array:
@@ -373,54 +370,9 @@ class HistoryStore:
         target = Path(
             directory or self.config.export_dir or Path(self.config.path).with_suffix(".exports")
         )
-        written: dict[str, int] = {}
         with self._lock:
             self.flush()
-            for table in (*_SEQUENCED, "daily_aggregates"):
-                key = f"export.{table}"
-                if table == "daily_aggregates":
-                    low = -1  # small: exported whole every time
-                    high = 0
-                    count = int(self._scalar("SELECT count(*) FROM daily_aggregates"))
-                else:
-                    low = int(
-                        self._scalar(
-                            "SELECT coalesce(max(value::BIGINT), 0) FROM schema_info WHERE key = ?",
-                            [key],
-                        )
-                    )
-                    high = self._seq[table]
-                    count = int(
-                        self._scalar(
-                            f"SELECT count(*) FROM {table} WHERE seq > ? AND seq <= ?", [low, high]
-                        )
-                    )
-                (target / table).mkdir(parents=True, exist_ok=True)
-                if count == 0:
-                    written[table] = 0
-                    continue
-                # Written to a temporary name, then renamed: readers globbing *.parquet never see a
-                # half-written file. Quotes in the path are escaped for the SQL literal.
-                if table == "daily_aggregates":
-                    out = target / table / "all.parquet"
-                    tmp = out.with_suffix(".tmp")
-                    self._con.execute(
-                        f"COPY (SELECT * FROM daily_aggregates) TO {_literal(tmp)} (FORMAT parquet)"
-                    )
-                    os.replace(tmp, out)
-                else:
-                    out = target / table / f"part-{low + 1:012d}-{high:012d}.parquet"
-                    tmp = out.with_suffix(".tmp")
-                    self._con.execute(
-                        f"COPY (SELECT * FROM {table} WHERE seq > {low} AND seq <= {high}) "
-                        f"TO {_literal(tmp)} (FORMAT parquet)"
-                    )
-                    os.replace(tmp, out)
-                    self._con.execute(
-                        "INSERT OR REPLACE INTO schema_info VALUES (?, ?)", [key, str(high)]
-                    )
-                written[table] = count
-        return written
+            return export_tables(self._con, target, {t: self._seq[t] for t in _SEQUENCED})
 
     def compact(self, older_than_days: float | None = None) -> dict[str, int]:
         """Fold raw decisions/outcomes older than the horizon into per-day aggregates."""
@@ -430,38 +382,7 @@ class HistoryStore:
         cutoff = _micros(self._clock() - horizon * 86_400)
         with self._lock:
             self.flush()
-            self._con.execute("BEGIN TRANSACTION")
-            try:
-                self._con.execute(
-                    """
-                    INSERT INTO daily_aggregates
-                    SELECT CAST(d.ts AS DATE), d.chosen, count(*), count(o.request_id),
-                           count(*) FILTER (WHERE o.success), sum(o.quality), count(o.quality),
-                           sum(o.cost_usd), sum(o.latency_ms), count(o.latency_ms)
-                    FROM decisions d LEFT JOIN outcomes_latest o USING (request_id)
-                    WHERE d.ts < make_timestamp(?)
-                    GROUP BY ALL""",
-                    [cutoff],
-                )
-                removed_d = self._scalar(
-                    "SELECT count(*) FROM decisions WHERE ts < make_timestamp(?)", [cutoff]
-                )
-                removed_o = self._scalar(
-                    "SELECT count(*) FROM outcomes WHERE request_id IN (SELECT request_id FROM decisions "
-                    "WHERE ts < make_timestamp(?))",
-                    [cutoff],
-                )
-                self._con.execute(
-                    "DELETE FROM outcomes WHERE request_id IN (SELECT request_id FROM decisions "
-                    "WHERE ts < make_timestamp(?))",
-                    [cutoff],
-                )
-                self._con.execute("DELETE FROM decisions WHERE ts < make_timestamp(?)", [cutoff])
-                self._con.execute("COMMIT")
-            except duckdb.Error:
-                self._con.execute("ROLLBACK")
-                raise
-        return {"decisions": int(removed_d), "outcomes": int(removed_o)}
+            return compact_before(self._con, cutoff)
 
     def close(self) -> None:
         with self._lock:

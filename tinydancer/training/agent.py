@@ -26,15 +26,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from tinydancer.conformal import calibrate
 from tinydancer.datasets import RoutingOutcomes
-from tinydancer.embedding import DEFAULT_EMBEDDING, EmbeddingSpec
-from tinydancer.fastgrnn import FastGRNNConfig, forward, init_params
-from tinydancer.quantization import QUANTIZATION_SCHEME, dequantize_numpy
-from tinydancer.reference import fastgrnn_forward
+from tinydancer.model.conformal import calibrate
+from tinydancer.model.embedding import DEFAULT_EMBEDDING, EmbeddingSpec
+from tinydancer.model.fastgrnn import FastGRNNConfig, forward, init_params
+from tinydancer.model.quantization import QUANTIZATION_SCHEME, dequantize_numpy
+from tinydancer.model.reference import fastgrnn_forward
+from tinydancer.model.weights import RouterModel
 from tinydancer.training import metrics
 from tinydancer.training.fit import FitSettings, train_fastgrnn
-from tinydancer.weights import RouterModel
 
 __all__ = ["predict_quality", "split_indices", "train_agent_model"]
 

@@ -14,16 +14,17 @@ import jax
 import numpy as np
 import optax
 
-from tinydancer import reference
-from tinydancer.conformal import calibrate, prediction_set
-from tinydancer.embedding import DEFAULT_EMBEDDING
-from tinydancer.fastgrnn import FastGRNNConfig, forward
-from tinydancer.features import FeatureConfig
-from tinydancer.quantization import QUANTIZATION_SCHEME, dequantize_numpy
+from tinydancer.candidates import reference
+from tinydancer.candidates.features import FeatureConfig
+from tinydancer.model.conformal import calibrate, prediction_set
+from tinydancer.model.embedding import DEFAULT_EMBEDDING
+from tinydancer.model.fastgrnn import FastGRNNConfig, forward
+from tinydancer.model.quantization import QUANTIZATION_SCHEME, dequantize_numpy
+from tinydancer.model.reference import fastgrnn_forward
+from tinydancer.model.weights import RouterModel
 from tinydancer.training import metrics
 from tinydancer.training.fit import FitSettings, train_fastgrnn
 from tinydancer.training.synthetic import CandidateData, generate
-from tinydancer.weights import RouterModel
 
 __all__ = ["CandidateRows", "rows_from_synthetic", "train_candidate_model"]
 
@@ -53,7 +54,7 @@ def _loss(params: dict[str, jax.Array], x: jax.Array, y: jax.Array, w: jax.Array
 
 
 def _predict(params: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
-    logits = reference.fastgrnn_forward(params, x[:, None, :])[:, 0]
+    logits = fastgrnn_forward(params, x[:, None, :])[:, 0]
     return 1.0 / (1.0 + np.exp(-logits))
 
 

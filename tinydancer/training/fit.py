@@ -23,8 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from tinydancer.fastgrnn import FastGRNNConfig, init_params, matrix_names
-from tinydancer.quantization import prune_by_magnitude, quantize
+from tinydancer.model.fastgrnn import FastGRNNConfig, init_params, matrix_names
+from tinydancer.model.quantization import prune_by_magnitude, quantize
 
 __all__ = ["FitResult", "FitSettings", "fit", "train_fastgrnn"]
 

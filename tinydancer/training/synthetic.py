@@ -17,7 +17,7 @@ generator and says so in its model card. The story:
   + 1.0 overlap - 1.5 [success < 0.2]): relevance dominates, track record matters only
   for relevant candidates (an interaction a weighted sum cannot express).
 
-`generate` returns raw columns; `tinydancer.reference.candidate_features` turns them
+`generate` returns raw columns; `tinydancer.candidates.reference.candidate_features` turns them
 into the model's inputs. Any seed gives fresh exchangeable data (used to test
 conformal coverage).
 """

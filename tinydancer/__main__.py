@@ -1,0 +1,5 @@
+"""`python -m tinydancer` runs the command line."""
+
+from tinydancer.cli import main
+
+raise SystemExit(main())

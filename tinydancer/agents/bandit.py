@@ -1,0 +1,161 @@
+"""Online learning: a discounted linear Thompson-sampling posterior per agent.
+
+Each agent's quality on a request is modelled as
+
+    quality ≈ theta_0 + theta_1 * p_model(request, agent)  (+ noise, sd `noise_sd`)
+
+where p_model is the offline FastGRNN's predicted quality for that (request, agent)
+(0 for an agent the model has no head for). The context therefore reaches the bandit
+through the learned model, and the bandit learns a per-agent correction (offset and
+slope) from outcomes. The prior trusts the model (theta = [0, 1]) for agents it knows
+and starts unknown agents at their declared `expected_quality` (else 0.5) with a wide
+spread, so they get explored.
+
+Why Thompson sampling rather than LinUCB: routing replicas act on snapshots and
+feedback arrives late; sampling spreads traffic between close candidates instead of
+sending every replica to the same upper bound until the next update, and the selection
+probability (the propensity logged for off-policy evaluation) is estimated by
+resampling. Why two features: posteriors stay well determined after a handful of
+outcomes, the state is 6 numbers per agent, and feedback needs only the logged p_model.
+
+Forgetting: before each update the evidence is discounted towards the prior by
+gamma = 0.5 ** (1 / half_life_outcomes), so an agent whose quality drifts is re-learnt
+from its last few hundred outcomes. Pure functions on a frozen state (optax style).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from tinydancer.agents.sketch import decay_for_half_life
+
+__all__ = [
+    "BanditConfig",
+    "Posterior",
+    "age",
+    "features",
+    "posterior_mean",
+    "prior",
+    "sample_factor",
+    "update",
+]
+
+
+class BanditConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    half_life_outcomes: float = Field(
+        100.0, gt=0, description="evidence halves after this many newer outcomes"
+    )
+    noise_sd: float = Field(0.45, gt=0, description="sd of one outcome's quality around its mean")
+    prior_sd_offset: float = Field(
+        0.05, gt=0, description="prior sd of theta_0 for agents the model knows"
+    )
+    prior_sd_slope: float = Field(
+        0.1, gt=0, description="prior sd of theta_1 for agents the model knows"
+    )
+    unknown_prior_sd: float = Field(
+        0.25, gt=0, description="prior sd of the mean quality of unknown agents"
+    )
+    idle_half_life_outcomes: float | None = Field(
+        1000.0,
+        gt=0,
+        description="an agent's evidence halves after this many outcomes of other agents "
+        "(None: only its own outcomes discount it)",
+    )
+    exploration: float = Field(
+        0.5, ge=0, description="scales the posterior spread used for sampling"
+    )
+    propensity_samples: int = Field(
+        64, ge=8, le=4096, description="samples used to estimate propensities"
+    )
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Posterior:
+    """Gaussian posterior over theta in information form: precision (2, 2), shift = precision @ mean."""
+
+    precision: np.ndarray
+    shift: np.ndarray
+    prior_precision: np.ndarray
+    prior_shift: np.ndarray
+    outcomes: int = 0
+    updated_at: int = 0  # the registry's outcome count at this agent's last outcome
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "precision": self.precision.tolist(),
+            "shift": self.shift.tolist(),
+            "prior_precision": self.prior_precision.tolist(),
+            "prior_shift": self.prior_shift.tolist(),
+            "outcomes": self.outcomes,
+            "updated_at": self.updated_at,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Posterior:
+        return cls(
+            np.asarray(data["precision"], np.float64),
+            np.asarray(data["shift"], np.float64),
+            np.asarray(data["prior_precision"], np.float64),
+            np.asarray(data["prior_shift"], np.float64),
+            outcomes=int(data["outcomes"]),
+            updated_at=int(data.get("updated_at", 0)),
+        )
+
+
+def prior(
+    config: BanditConfig, *, known_to_model: bool, expected_quality: float | None = None
+) -> Posterior:
+    if known_to_model:
+        mean = np.array([0.0, 1.0])
+        sd = np.array([config.prior_sd_offset, config.prior_sd_slope])
+    else:
+        mean = np.array([0.5 if expected_quality is None else expected_quality, 0.0])
+        sd = np.array([config.unknown_prior_sd, 1e-3])  # no model prediction: the slope is moot
+    precision = np.diag(1.0 / sd**2)
+    shift = precision @ mean
+    return Posterior(precision, shift, precision.copy(), shift.copy())
+
+
+def features(p_model: float, known_to_model: bool) -> np.ndarray:
+    return np.array([1.0, p_model if known_to_model else 0.0])
+
+
+def update(
+    posterior: Posterior, phi: np.ndarray, quality: float, config: BanditConfig
+) -> Posterior:
+    """Discount old evidence towards the prior, then add one outcome."""
+    gamma = decay_for_half_life(config.half_life_outcomes)
+    noise_precision = 1.0 / config.noise_sd**2
+    precision = gamma * posterior.precision + (1 - gamma) * posterior.prior_precision
+    shift = gamma * posterior.shift + (1 - gamma) * posterior.prior_shift
+    precision = precision + noise_precision * np.outer(phi, phi)
+    shift = shift + noise_precision * quality * phi
+    return replace(posterior, precision=precision, shift=shift, outcomes=posterior.outcomes + 1)
+
+
+def age(posterior: Posterior, idle_outcomes: int, config: BanditConfig) -> Posterior:
+    """Discount the evidence towards the prior for `idle_outcomes` outcomes of other agents."""
+    if config.idle_half_life_outcomes is None or idle_outcomes <= 0:
+        return posterior
+    g = 0.5 ** (idle_outcomes / config.idle_half_life_outcomes)
+    return replace(
+        posterior,
+        precision=g * posterior.precision + (1 - g) * posterior.prior_precision,
+        shift=g * posterior.shift + (1 - g) * posterior.prior_shift,
+    )
+
+
+def posterior_mean(posterior: Posterior) -> np.ndarray:
+    return np.linalg.solve(posterior.precision, posterior.shift)
+
+
+def sample_factor(posterior: Posterior, config: BanditConfig) -> np.ndarray:
+    """L with L @ L.T = exploration^2 * covariance: theta = mean + L @ z, z ~ N(0, I)."""
+    covariance = np.linalg.inv(posterior.precision)
+    return config.exploration * np.linalg.cholesky(covariance + 1e-12 * np.eye(2))

@@ -1,0 +1,105 @@
+"""Bulk decisions as columns: kernel output for N requests → `ColumnarDecisions`
+and the ledger entries that let their feedback be accepted, with no Python object per
+request but the ids and the ledger's entries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tinydancer._ids import new_request_ids
+from tinydancer.agents.ledger import LedgerEntry
+from tinydancer.agents.snapshot import OUT, RoutingSnapshot
+
+__all__ = ["ColumnarDecisions", "columnar_decisions"]
+
+
+@dataclass(frozen=True, eq=False)
+class ColumnarDecisions:
+    """Decisions for N requests as columns; `agent_index` -1 = no eligible agent."""
+
+    request_ids: list[str]
+    agent_names: list[str]
+    agent_index: np.ndarray
+    confidence: np.ndarray
+    uncertainty: np.ndarray
+    expected_quality: np.ndarray
+    estimated_cost_usd: np.ndarray
+    model_quality: np.ndarray
+    alternatives: list[tuple[str, ...]]  # rows with the same ranking share one tuple
+    model_version: str
+
+    def __len__(self) -> int:
+        return len(self.request_ids)
+
+    @property
+    def agents(self) -> list[str | None]:
+        return [self.agent_names[i] if i >= 0 else None for i in self.agent_index.tolist()]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "request_id": self.request_ids,
+            "agent": self.agents,
+            "confidence": self.confidence.tolist(),
+            "uncertainty": self.uncertainty.tolist(),
+            "expected_quality": self.expected_quality.tolist(),
+            "estimated_cost_usd": self.estimated_cost_usd.tolist(),
+            "alternatives": self.alternatives,
+            "model_version": self.model_version,
+        }
+
+
+def columnar_decisions(
+    out: np.ndarray, snap: RoutingSnapshot, model_version: str, *, remember: bool
+) -> tuple[ColumnarDecisions, list[LedgerEntry]]:
+    """out: (N, len(OUTPUT_ROWS), A) kernel output → the decisions and, with `remember`,
+    one ledger entry per routable row (ranked agents and the model's qualities)."""
+    count = out.shape[0]
+    utility = out[:, OUT["utility"]]
+    order = np.argsort(-utility, axis=1, kind="stable")[:, :4]
+    best = order[:, 0]
+    rows_index = np.arange(count)
+    routable = np.isfinite(utility[rows_index, best])
+    chosen = np.where(routable, best, -1)
+    pick = np.maximum(chosen, 0)
+    ids = new_request_ids(count)
+    finite = np.isfinite(np.take_along_axis(utility, order, axis=1))  # (N, <=4), a prefix
+    # Rows share few rankings: encode each row's ranked eligible agents as one integer,
+    # build the names of each distinct ranking once, and index them per row.
+    width = len(snap.base_eligible) + 1
+    code = np.where(finite, order + 1, 0) @ (width ** np.arange(order.shape[1]))
+    _, first, inverse = np.unique(code, return_index=True, return_inverse=True)
+    ranked_by_code = [
+        tuple(snap.names[k] for k in order[r][finite[r]].tolist()) for r in first.tolist()
+    ]
+    alternatives_by_code = [ranked[1:] for ranked in ranked_by_code]
+    codes = inverse.tolist()
+    result = ColumnarDecisions(
+        request_ids=ids,
+        agent_names=list(snap.names),
+        agent_index=chosen,
+        confidence=np.where(routable, out[rows_index, OUT["propensity"], pick], 0.0),
+        uncertainty=out[rows_index, OUT["uncertainty"], pick],
+        expected_quality=out[rows_index, OUT["quality"], pick],
+        estimated_cost_usd=out[rows_index, OUT["cost"], pick],
+        model_quality=out[rows_index, OUT["model_quality"], pick],
+        alternatives=[alternatives_by_code[c] for c in codes],
+        model_version=model_version,
+    )
+    if not remember:
+        return result, []
+    known = np.take_along_axis(out[:, OUT["known"]], order, axis=1) > 0
+    qualities = np.where(
+        known, np.take_along_axis(out[:, OUT["model_quality"]], order, axis=1), np.nan
+    ).tolist()  # NaN: the model has no head for that agent
+    entries = [
+        LedgerEntry(
+            ids[i],
+            ranked_by_code[codes[i]],
+            tuple(qualities[i][: len(ranked_by_code[codes[i]])]),
+        )
+        for i in np.flatnonzero(routable).tolist()
+    ]
+    return result, entries

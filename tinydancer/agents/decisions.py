@@ -1,0 +1,102 @@
+"""From one request's kernel output to its `AgentDecision` (ranked agents, estimates,
+the objective it was chosen under), and the error when nothing was eligible."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tinydancer.agents.registry import AgentRegistry
+from tinydancer.agents.snapshot import AGENT, OUT, RoutingSnapshot, exclusions
+from tinydancer.agents.types import AgentDecision, AgentRequest
+from tinydancer.errors import AgentsUnavailableError, NoEligibleAgentError
+
+__all__ = ["build_decision", "model_qualities", "no_eligible"]
+
+
+def build_decision(
+    request: AgentRequest,
+    out: np.ndarray,
+    snap: RoutingSnapshot,
+    order: np.ndarray,
+    best: int,
+    *,
+    request_id: str,
+    registry: AgentRegistry,
+    model_version: str,
+    fallback: bool,
+    probe: bool,
+    elapsed_us: float,
+) -> AgentDecision:
+    """out: (len(OUTPUT_ROWS), A) for this request; `order` ranks the agents, `best` won."""
+    utility = out[OUT["utility"]]
+    ranked_count = int(np.isfinite(utility).sum())
+    latency_row = snap.columns[AGENT["latency_ms"]]
+    ranked = []
+    for position in order[: min(4, ranked_count)] if not fallback else [best]:
+        lat = float(latency_row[position])
+        ranked.append(
+            (
+                snap.names[position],
+                float(utility[position]),
+                float(out[OUT["quality"], position]),
+                float(out[OUT["cost"], position]),
+                None if lat < 0 else lat,
+            )
+        )
+    latency = float(latency_row[best])
+    return AgentDecision(
+        request_id=request_id,
+        agent=snap.names[best],
+        confidence=float(out[OUT["propensity"], best]) if not fallback else 0.0,
+        uncertainty=float(out[OUT["uncertainty"], best]),
+        estimated_cost_usd=float(out[OUT["cost"], best]),
+        estimated_latency_ms=None if latency < 0 else latency,
+        expected_quality=float(out[OUT["quality"], best]),
+        similarity=float(out[OUT["similarity"], best]),
+        model_version=model_version,
+        # the probability this policy chose the agent: a probe or the fallback is certain
+        propensity=1.0 if fallback or probe else float(out[OUT["propensity"], best]),
+        model_quality=float(out[OUT["model_quality"], best]),
+        objective="custom"
+        if request.weights
+        else (
+            "willingness-to-pay" if request.willingness_to_pay is not None else request.optimize_for
+        ),
+        explain=(lambda: exclusions(request, out, snap, registry))
+        if ranked_count < len(snap.names)
+        else None,
+        ranked=ranked,
+        fallback=fallback,
+        probe=probe,
+        inference_time_us=elapsed_us,
+    )
+
+
+def model_qualities(
+    out: np.ndarray, snap: RoutingSnapshot, agents: list[str]
+) -> list[float | None]:
+    """The model's predicted quality for each agent (None where it has no head)."""
+    known = out[OUT["known"]]
+    return [
+        float(out[OUT["model_quality"], snap.index[a]]) if known[snap.index[a]] > 0 else None
+        for a in agents
+    ]
+
+
+def no_eligible(
+    request: AgentRequest,
+    out: np.ndarray,
+    snap: RoutingSnapshot,
+    registry: AgentRegistry,
+    fallback_agent: str | None,
+) -> int:
+    """Nothing eligible: the fallback agent's index, or an error saying why."""
+    excluded = exclusions(request, out, snap, registry)
+    unavailable = excluded.get("circuit_open", [])
+    others = {k: v for k, v in excluded.items() if k != "circuit_open"}
+    if fallback_agent is not None and fallback_agent in snap.index:
+        return snap.index[fallback_agent]
+    blocked_by_constraints = {a for agents in others.values() for a in agents}
+    if unavailable and not set(unavailable) <= blocked_by_constraints:
+        raise AgentsUnavailableError([a for a in unavailable if a not in blocked_by_constraints])
+    raise NoEligibleAgentError(excluded)

@@ -1,0 +1,400 @@
+"""Agent-mode router: which agent should serve this request?
+
+    registry = AgentRegistry(known_to_model=model_agents)
+    router = AgentRouter(registry, CircuitBreaker())
+    decision = router.route(AgentRequest(embedding=e, optimize_for="balanced"))
+    router.record_outcome(decision.request_id, decision.agent, success=True, latency_ms=640, quality=0.9)
+
+The router reads an immutable snapshot of the registry and breaker (rebuilt when their
+versions change, at most every `snapshot_max_age_s` seconds), scores every agent for a
+batch of requests in one jitted call (`agents.kernel.score_agents`) and only loops in
+Python over requests, never over agents, to build decisions.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+
+from tinydancer._ids import new_request_id
+from tinydancer.agents.breaker import BreakerState, CircuitBreaker, RoutingBreaker
+from tinydancer.agents.columnar import ColumnarDecisions, columnar_decisions
+from tinydancer.agents.config import AgentRouterConfig
+from tinydancer.agents.decisions import build_decision, model_qualities, no_eligible
+from tinydancer.agents.kernel import score_agents
+from tinydancer.agents.ledger import DecisionLedger
+from tinydancer.agents.registry import AgentRegistry
+from tinydancer.agents.requests import REQ, eligible_agents, message_sequence, request_row
+from tinydancer.agents.snapshot import OUT, RoutingSnapshot, build_snapshot
+from tinydancer.agents.types import AgentDecision, AgentRequest
+from tinydancer.errors import (
+    AgentsUnavailableError,
+    InvalidRequestError,
+    ModelFileError,
+    NoEligibleAgentError,
+)
+from tinydancer.model.conformal import uncertainty_table
+from tinydancer.model.quantization import pack
+from tinydancer.model.staging import bucket_for
+from tinydancer.model.weights import RouterModel, load_model, shipped_model_path
+from tinydancer.runtime import use_sync_dispatch
+
+__all__ = ["AgentRouter", "AgentRouterConfig", "ColumnarDecisions"]
+
+_POOL_DRAWS = 8192  # rows of the Thompson-draw pool
+
+
+@dataclass(frozen=True, eq=False)
+class _Model:
+    model: RouterModel
+    weights: tuple[Any, Any, Any]
+    layout: tuple[Any, ...]
+    table: Any
+    heads: dict[str, int]
+
+
+class AgentRouter:
+    """Routes agent requests; learns from `record_outcome`; respects circuit breakers."""
+
+    def __init__(
+        self,
+        registry: AgentRegistry,
+        breaker: RoutingBreaker | None = None,
+        config: AgentRouterConfig | None = None,
+        *,
+        model: RouterModel | None = None,
+        clock: Any = time.time,
+    ) -> None:
+        self.config = config or AgentRouterConfig()
+        if self.config.sync_dispatch:
+            use_sync_dispatch()
+        self.registry = registry
+        self.breaker: RoutingBreaker = (
+            breaker if breaker is not None else CircuitBreaker(clock=clock)
+        )
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._offsets = np.random.default_rng(self.config.seed)
+        self._pool: tuple[int, Any] | None = None  # (agent bucket, (P, A, 2) normals on the device)
+        self.ledger = DecisionLedger(self.config.decision_cache_size)
+        self._permits: dict[str, int] = {}
+        self._model = self._prepare(
+            model if model is not None else self._read(self.config.model_path)
+        )
+        self.registry.set_known_to_model(self._model.heads)
+        self._snapshot: RoutingSnapshot | None = None
+        if self.config.warm:
+            self._warm()
+
+    # -- model -----------------------------------------------------------------------------
+    @staticmethod
+    def _read(path: Path | None) -> RouterModel:
+        return load_model(path or shipped_model_path("agent"), expect_mode="agent")
+
+    @staticmethod
+    def _prepare(model: RouterModel) -> _Model:
+        if model.mode != "agent":
+            raise ModelFileError(
+                model.version, "wrong model mode", expected="agent", found=model.mode
+            )
+        qpack, spack, fpack, layout = pack(model.stored)
+        return _Model(
+            model,
+            (jnp.asarray(qpack), jnp.asarray(spack), jnp.asarray(fpack)),
+            layout,
+            jnp.asarray(uncertainty_table(model.calibration)),
+            {name: i for i, name in enumerate(model.feature_schema["agents"])},
+        )
+
+    @property
+    def model(self) -> RouterModel:
+        return self._model.model
+
+    @property
+    def model_version(self) -> str:
+        return self._model.model.version
+
+    def reload(self, source: str | Path | RouterModel) -> str:
+        model = source if isinstance(source, RouterModel) else self._read(Path(source))
+        if model.embedding != self._model.model.embedding:
+            raise ModelFileError(
+                model.version,
+                "embedding model differs from the serving model",
+                expected=str(self._model.model.embedding),
+                found=str(model.embedding),
+            )
+        prepared = self._prepare(model)
+        with self._lock:
+            self._model = prepared
+            self.registry.set_known_to_model(prepared.heads)
+            self._snapshot = None
+        if self.config.warm:
+            self._warm()
+        return model.version
+
+    def _warm(self) -> None:
+        if len(self.registry) == 0:
+            return
+        dim = self._model.model.embedding.dim
+        probe = np.zeros(dim, np.float32)
+        probe[0] = 1.0
+        try:
+            for batch in (1, 2, 4, 8, 16, 32):
+                self.route_batch([AgentRequest(embedding=probe)] * batch, remember=False)
+            for steps in (2, 4, 8):
+                self.route_batch([AgentRequest(messages=[probe] * steps)], remember=False)
+        except (NoEligibleAgentError, AgentsUnavailableError):
+            pass  # nothing routable yet; shapes compile on first use
+
+    # -- snapshot --------------------------------------------------------------------------
+    def snapshot(self) -> RoutingSnapshot:
+        """The current routing snapshot (rebuilt when the registry or breaker changed)."""
+        current = self._snapshot
+        key = (self.registry.version, self.breaker.version)
+        now = self._clock()
+        if (
+            current is not None
+            and now < current.expires_at
+            and (current.key == key or now - current.taken_at < self.config.snapshot_max_age_s)
+        ):
+            return current
+        snap = build_snapshot(
+            self.registry,
+            self.breaker,
+            self._model.heads,
+            self._model.model.embedding.dim,
+            self.config.default_tokens,
+            self._permit_available,
+            now,
+        )
+        self._snapshot = snap
+        return snap
+
+    def _permit_available(self, name: str) -> bool:
+        if self._permits.get(name, 0) > 0:
+            return True
+        granted = self.breaker.lease(name, 1)
+        self._permits[name] = self._permits.get(name, 0) + granted
+        return granted > 0
+
+    def _normals(self, agent_bucket: int) -> Any:
+        """The device pool of standard normals for Thompson draws (regenerated per agent bucket)."""
+        if self._pool is None or self._pool[0] != agent_bucket:
+            rng = np.random.default_rng([self.config.seed, agent_bucket])
+            self._pool = (
+                agent_bucket,
+                jnp.asarray(rng.standard_normal((_POOL_DRAWS, agent_bucket, 2), np.float32)),
+            )
+        return self._pool[1]
+
+    # -- request preparation ------------------------------------------------------------------
+    # -- routing ---------------------------------------------------------------------------
+    def route(self, request: AgentRequest) -> AgentDecision:
+        return self.route_batch([request])[0]
+
+    def route_batch(
+        self, requests: Sequence[AgentRequest], *, remember: bool = True
+    ) -> list[AgentDecision]:
+        """Route many requests in one jitted call (one decision per request, in order)."""
+        if not requests:
+            return []
+        start = time.perf_counter_ns()
+        model = self._model
+        dim = model.model.embedding.dim
+        with self._lock:
+            snap = self.snapshot()
+            if not snap.names:
+                raise NoEligibleAgentError({"registry": ["(no agents registered)"]})
+            single = len(requests) == 1
+            sequences = [
+                message_sequence(r, -1 if single else i, dim, self.config.max_messages)
+                for i, r in enumerate(requests)
+            ]
+            batch = bucket_for(len(requests)) if len(requests) > 1 else 1
+            steps = max(s.shape[0] for s in sequences)
+            steps = (
+                1
+                if steps == 1
+                else bucket_for(steps)
+                if steps > 16
+                else 1 << (steps - 1).bit_length()
+            )
+            messages = np.zeros((batch, steps, dim), np.float32)
+            rows = np.zeros((batch, len(REQ)), np.float32)
+            eligible = np.zeros((batch, len(snap.base_eligible)), np.float32)
+            for i, (request, sequence) in enumerate(zip(requests, sequences, strict=True)):
+                messages[i, : sequence.shape[0]] = sequence
+                rows[i] = request_row(request, snap, sequence.shape[0])
+                eligible[i] = eligible_agents(request, snap)
+            out = self._score(model, snap, messages, rows, eligible)
+            elapsed = (time.perf_counter_ns() - start) / 1e3
+            return [
+                self._decide(request, out[i], snap, elapsed, remember)
+                for i, request in enumerate(requests)
+            ]
+
+    def _score(
+        self,
+        model: _Model,
+        snap: RoutingSnapshot,
+        messages: np.ndarray,
+        rows: np.ndarray,
+        eligible: np.ndarray,
+    ) -> np.ndarray:
+        """The one jitted call: every agent for every request (sets each row's draw offset)."""
+        draws = self.registry.bandit_config.propensity_samples + 1
+        rows[:, REQ["offset"]] = self._offsets.integers(0, _POOL_DRAWS - draws, rows.shape[0])
+        return np.asarray(
+            score_agents(
+                *model.weights,
+                model.table,
+                snap.agents,
+                snap.specialization,
+                messages,
+                rows,
+                eligible,
+                self._normals(len(snap.base_eligible)),
+                layout=model.layout,
+                draws=draws,
+                explore=self.config.explore,
+            )
+        )
+
+    def route_embeddings(
+        self,
+        embeddings: np.ndarray,
+        template: AgentRequest | None = None,
+        *,
+        remember: bool = True,
+        chunk: int = 1024,
+    ) -> ColumnarDecisions:
+        """Route N single-message requests sharing one objective and constraints, column-wise.
+
+        The fast path for bulk traffic: no per-request Python objects; rows with no
+        eligible agent get agent index -1. Each row's embedding is checked (finite,
+        non-zero).
+        """
+        template = template or AgentRequest()
+        model = self._model
+        dim = model.model.embedding.dim
+        block = np.asarray(embeddings, np.float32)
+        if block.ndim != 2 or block.shape[1] != dim or block.shape[0] == 0:
+            raise InvalidRequestError(
+                "embeddings", f"array of shape {block.shape}", f"shape (N >= 1, {dim})"
+            )
+        norms = np.einsum("ij,ij->i", block, block)
+        bad = np.flatnonzero(~np.isfinite(norms) | (norms == 0))
+        if bad.size:
+            raise InvalidRequestError(
+                f"embeddings[{int(bad[0])}]",
+                "a zero or non-finite vector",
+                "finite, non-zero embeddings",
+            )
+        count = block.shape[0]
+        outputs = []
+        with self._lock:
+            snap = self.snapshot()
+            if not snap.names:
+                raise NoEligibleAgentError({"registry": ["(no agents registered)"]})
+            row = request_row(template, snap, 1)
+            eligible_row = eligible_agents(template, snap).astype(np.float32)
+            eligible_row[list(snap.probes)] = 0.0  # bulk rows never probe a half-open circuit
+            for start in range(0, count, chunk):
+                part = block[start : start + chunk]
+                size = part.shape[0]
+                batch = bucket_for(size) if size > 1 else 1
+                messages = np.zeros((batch, 1, dim), np.float32)
+                messages[:size, 0] = part
+                rows = np.broadcast_to(row, (batch, row.shape[0])).copy()
+                eligible = np.broadcast_to(eligible_row, (batch, eligible_row.shape[0]))
+                out = self._score(model, snap, messages, rows, np.ascontiguousarray(eligible))
+                outputs.append(out[:size])
+        out = np.concatenate(outputs)  # (N, rows, A)
+        result, entries = columnar_decisions(out, snap, model.model.version, remember=remember)
+        if entries:
+            self.ledger.remember_entries(entries)
+        return result
+
+    def _decide(
+        self,
+        request: AgentRequest,
+        out: np.ndarray,
+        snap: RoutingSnapshot,
+        elapsed_us: float,
+        remember: bool,
+    ) -> AgentDecision:
+        utility = out[OUT["utility"]]
+        order = np.argsort(-utility, kind="stable")
+        # A half-open circuit is tested with real requests: while this router holds a
+        # probe permit, the next request the agent is eligible for goes to it (the usual
+        # choice becomes the first alternative). The budget bounds what probes can cost.
+        probe = next((i for i in snap.probes if self._permits.get(snap.names[i], 0) > 0), None)
+        if probe is not None and np.isfinite(utility[probe]):
+            order = np.concatenate(([probe], order[order != probe]))
+        else:
+            probe = None
+        best = int(order[0])
+        fallback = False
+        if not np.isfinite(utility[best]):
+            best = no_eligible(request, out, snap, self.registry, self.config.fallback_agent)
+            fallback = True
+        name = snap.names[best]
+        if snap.states.get(name) is BreakerState.HALF_OPEN and not fallback:
+            self._permits[name] = max(0, self._permits.get(name, 0) - 1)
+            if self._permits[name] == 0:
+                self._snapshot = None  # permits used up: rebuild before the next request
+        decision = build_decision(
+            request,
+            out,
+            snap,
+            order,
+            best,
+            request_id=request.request_id or new_request_id(),
+            registry=self.registry,
+            model_version=self._model.model.version,
+            fallback=fallback,
+            probe=probe is not None,
+            elapsed_us=elapsed_us,
+        )
+        if remember:
+            ranked = [r[0] for r in decision.ranked]
+            self.ledger.remember(decision.request_id, ranked, model_qualities(out, snap, ranked))
+            self.breaker.routed(decision.request_id, name)
+        return decision
+
+    # -- feedback --------------------------------------------------------------------------
+    def record_outcome(
+        self,
+        request_id: str,
+        agent: str,
+        success: bool,
+        latency_ms: float | None = None,
+        quality: float | None = None,
+        cost_usd: float | None = None,
+    ) -> None:
+        """Feedback for a decision this router made: updates metrics, posterior and breaker.
+
+        Refused (FeedbackError) for unknown or already-answered request ids and for an
+        agent that was neither the choice nor one of its alternatives.
+        """
+        with self._lock:
+            self.ledger.settle(
+                request_id, agent, self.registry, success, latency_ms, quality, cost_usd
+            )
+            self.breaker.record(agent, success, request_id)
+
+    def use_state(self, registry: AgentRegistry, breaker: Any) -> None:
+        """Swap in a new registry / breaker (replicas do this with fresh snapshots) and
+        rebuild the routing snapshot off the request path."""
+        with self._lock:
+            registry.set_known_to_model(self._model.heads)
+            self.registry, self.breaker, self._snapshot = registry, breaker, None
+            self._permits.clear()
+            self.snapshot()

@@ -1,0 +1,393 @@
+"""Candidate-mode router: one jitted call scores, bounds and ranks every candidate.
+
+    router = Router()                          # the shipped model
+    response = router.route(RoutingRequest(query_embedding=q, candidates=batch))
+    response.candidate_ids[:3], response.use_lightweight[:3]
+
+The host side: input checks, staging into the bucket's aligned buffers, ranking, and
+turning the kernel's per-row problem bits (`candidates.kernel`) into errors that name
+the candidate and the field.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+
+from tinydancer._ids import new_request_id
+from tinydancer.candidates import features as feats
+from tinydancer.candidates.config import RouterConfig
+from tinydancer.candidates.features import FeatureConfig
+from tinydancer.candidates.kernel import (
+    ROW_CONF,
+    ROW_HEURISTIC,
+    ROW_LIGHT,
+    ROW_PROBLEM,
+    ROW_UNC,
+    LoadedModel,
+)
+from tinydancer.candidates.types import BatchScores, CandidateBatch, RoutingRequest, RoutingResponse
+from tinydancer.errors import EmbeddingError, InvalidRequestError, ModelFileError
+from tinydancer.model.conformal import uncertainty_table
+from tinydancer.model.embedding import as_embedding, as_embedding_matrix
+from tinydancer.model.quantization import pack
+from tinydancer.model.staging import (
+    BATCH_CHUNK,
+    BUCKETS,
+    MAX_BUCKET,
+    StagingBuffers,
+    bucket_for,
+    is_aligned,
+)
+from tinydancer.model.weights import RouterModel, load_model, shipped_model_path
+from tinydancer.runtime import use_sync_dispatch
+
+__all__ = ["Router", "RouterStats"]
+
+_MILLISECONDS_THRESHOLD = 1e11  # Unix seconds reach 1e11 in the year 5138; ms did in 1973.
+_PROBLEM_TEXT = {
+    feats.PROBLEM_NON_FINITE_EMBEDDING: (
+        "embedding",
+        "a vector containing NaN or inf",
+        "finite numbers",
+    ),
+    feats.PROBLEM_ZERO_EMBEDDING: ("embedding", "the zero vector", "a non-zero embedding"),
+    feats.PROBLEM_SUCCESS_RATE: ("success_rate", "a value outside [0, 1]", "a number in [0, 1]"),
+    feats.PROBLEM_ACCESS_COUNT: ("access_count", "a negative or NaN count", "a count >= 0"),
+    feats.PROBLEM_OVERLAP: ("metadata_overlap", "a value outside [0, 1]", "a number in [0, 1]"),
+}
+
+
+@dataclass
+class RouterStats:
+    routed_requests: int = 0
+    scored_candidates: int = 0
+    fallback_requests: int = 0
+
+
+class Router:
+    """Scores candidates for a query with an INT8 FastGRNN and conformal uncertainty."""
+
+    def __init__(
+        self,
+        config: RouterConfig | None = None,
+        *,
+        model: RouterModel | None = None,
+        clock: Any = time.time,
+    ) -> None:
+        self.config = config or RouterConfig()
+        self._clock = clock
+        if self.config.sync_dispatch:
+            use_sync_dispatch()
+        self._lock = threading.Lock()
+        self.stats = RouterStats()
+        loaded = self._prepare(model if model is not None else self._read(self.config.model_path))
+        dim = loaded.dim
+        self._staging = StagingBuffers(
+            {
+                "embeddings": lambda bucket: (bucket, dim),
+                "aux": lambda bucket: (4 * bucket + dim + 1,),
+            }
+        )
+        self._loaded = loaded
+
+    # -- model management ---------------------------------------------------------------
+    @staticmethod
+    def _read(path: Path | None) -> RouterModel:
+        return load_model(path or shipped_model_path("candidate"), expect_mode="candidate")
+
+    def _prepare(self, model: RouterModel) -> LoadedModel:
+        """Move a model's weights to the device and compile + run every warm bucket."""
+        if model.mode != "candidate":
+            raise ModelFileError(
+                model.version, "wrong model mode", expected="candidate", found=model.mode
+            )
+        feature_config = self.config.features or FeatureConfig.from_schema(
+            model.feature_schema["features"]
+        )
+        qpack, spack, fpack, layout = pack(model.stored)
+        settings = [
+            *feature_config.constants(),
+            self.config.confidence_threshold,
+            self.config.max_uncertainty,
+            self.config.max_future_skew_s,
+        ]
+        loaded = LoadedModel(
+            model=model,
+            weights=(jnp.asarray(qpack), jnp.asarray(spack), jnp.asarray(fpack)),
+            layout=layout,
+            table=jnp.asarray(uncertainty_table(model.calibration)),
+            settings=jnp.asarray(settings, jnp.float32),
+            dim=model.embedding.dim,
+        )
+        for bucket in (
+            b for b in BUCKETS if b <= max(BUCKETS[0], self.config.warm_up_to_candidates)
+        ):
+            loaded.score(
+                np.zeros((bucket, loaded.dim), np.float32),
+                np.ones(4 * bucket + loaded.dim + 1, np.float32),
+            )
+        return loaded
+
+    def reload(self, source: str | Path | RouterModel) -> str:
+        """Swap in new weights (validated and warmed first); returns the new model version.
+
+        Requests in flight finish on the old weights; a bad file raises and changes nothing.
+        The new model must read embeddings of the same dimension.
+        """
+        model = source if isinstance(source, RouterModel) else self._read(Path(source))
+        if model.embedding.dim != self._loaded.dim:
+            raise ModelFileError(
+                model.version,
+                "embedding dimension differs from the serving model",
+                expected=str(self._loaded.dim),
+                found=str(model.embedding.dim),
+            )
+        loaded = self._prepare(model)
+        with self._lock:
+            self._loaded = loaded
+        return model.version
+
+    @property
+    def model(self) -> RouterModel:
+        return self._loaded.model
+
+    @property
+    def model_version(self) -> str:
+        return self._loaded.model.version
+
+    # -- input preparation ----------------------------------------------------------------
+    def _batch(
+        self, request: RoutingRequest, dim: int
+    ) -> tuple[np.ndarray, CandidateBatch, np.ndarray]:
+        """(query, batch, embeddings) with shapes and dtypes checked; values are checked in the kernel."""
+        if (
+            request.embedding_model is not None
+            and request.embedding_model != self._loaded.model.embedding.model
+        ):
+            raise EmbeddingError(
+                "embedding_model",
+                request.embedding_model,
+                repr(self._loaded.model.embedding.model),
+                "the model was trained on other embeddings",
+            )
+        query = request.query_embedding
+        if not (
+            isinstance(query, np.ndarray) and query.dtype == np.float32 and query.shape == (dim,)
+        ):
+            query = as_embedding(query, "query_embedding", dim)
+        candidates = request.candidates
+        if isinstance(candidates, CandidateBatch):
+            batch = candidates
+        else:
+            batch = CandidateBatch.from_candidates(candidates, request.metadata)
+        embeddings = batch.embeddings
+        if not (
+            isinstance(embeddings, np.ndarray)
+            and embeddings.dtype == np.float32
+            and embeddings.ndim == 2
+            and embeddings.shape[1] == dim
+            and embeddings.flags.c_contiguous
+        ):
+            embeddings = as_embedding_matrix(embeddings, "candidates.embedding", dim)
+        if embeddings.shape[0] == 0:
+            raise InvalidRequestError("candidates", "an empty list", "at least one candidate")
+        return query, batch, embeddings
+
+    def _check_ids(self, ids: np.ndarray, n: int) -> None:
+        if ids.shape != (n,):
+            raise InvalidRequestError(
+                "candidates.id", f"{ids.size} ids", f"{n} ids, one per embedding"
+            )
+        if self.config.check_duplicate_ids and len(set(ids.tolist())) != n:
+            values, counts = np.unique(ids, return_counts=True)
+            raise InvalidRequestError(
+                "candidates.id", values[counts > 1][0], "unique candidate ids", "duplicate id"
+            )
+
+    def _stage(
+        self,
+        batch: CandidateBatch,
+        embeddings: np.ndarray,
+        query: np.ndarray,
+        tags: int | None,
+        start: int,
+        stop: int,
+        now: float,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Copy rows start:stop into the bucket's staging buffers (call under the lock).
+
+        Returns (embeddings, aux) as the kernel reads them. Embedding rows that already
+        fill a bucket and are 64-byte aligned are passed as they are (no copy).
+        """
+        n = stop - start
+        bucket = bucket_for(n)
+        aux = self._staging.get("aux", bucket)
+        self._fill_columns(
+            aux[: 4 * bucket].reshape(4, bucket), batch, tags, slice(start, stop), now
+        )
+        aux[4 * bucket : -1] = query
+        aux[-1] = n
+        chunk = embeddings[start:stop]
+        if n == bucket and is_aligned(chunk):
+            return chunk, aux
+        staged = self._staging.get("embeddings", bucket)
+        staged[:n] = chunk
+        return staged, aux
+
+    def _fill_columns(
+        self, target: np.ndarray, batch: CandidateBatch, tags: int | None, rows: slice, now: float
+    ) -> None:
+        """Write age_s, access_count, success_rate, overlap for `rows` into target[:, :n]."""
+        n = rows.stop - rows.start
+        try:
+            # float64 subtraction: float32 cannot hold Unix seconds (128 s resolution)
+            np.subtract(
+                now,
+                np.asarray(batch.created_at, np.float64)[rows],
+                out=target[0, :n],
+                casting="same_kind",
+            )
+            target[1, :n] = batch.access_count[rows]
+            target[2, :n] = batch.success_rate[rows]
+            if batch.metadata_overlap is not None:
+                target[3, :n] = batch.metadata_overlap[rows]
+            elif batch.tags is not None and tags:
+                shared = np.bitwise_count(np.asarray(batch.tags[rows], np.uint64) & np.uint64(tags))
+                target[3, :n] = shared / float(int(tags).bit_count())
+            else:
+                target[3, :n] = 0.0
+        except (ValueError, TypeError) as exc:
+            raise InvalidRequestError(
+                "candidates",
+                "columns of the wrong length or type",
+                f"created_at, access_count, success_rate of length {len(batch)}",
+                str(exc),
+            ) from None
+
+    def _problems(self, out: np.ndarray, batch: CandidateBatch) -> tuple[np.ndarray, bool]:
+        """Raise for the first bad input row; else the model failed: fall back (rare path)."""
+        input_bits = out[ROW_PROBLEM].astype(np.int64) & ~feats.PROBLEM_MODEL_OUTPUT
+        if input_bits.any():
+            self._raise_problem(input_bits, batch)
+        # The model gave non-finite scores: use the weighted-feature heuristic instead.
+        # Its scores carry no calibration, so uncertainty is 1 and nothing goes lightweight.
+        out = out.copy()
+        out[ROW_CONF] = out[ROW_HEURISTIC]
+        out[ROW_UNC] = 1.0
+        out[ROW_LIGHT] = 0.0
+        return out, True
+
+    def _raise_problem(self, problems: np.ndarray, batch: CandidateBatch) -> None:
+        index = int(np.flatnonzero(problems)[0])
+        code = int(problems[index])
+        if code & feats.PROBLEM_QUERY:
+            raise EmbeddingError(
+                "query_embedding", "a zero or non-finite vector", "a finite, non-zero embedding"
+            )
+        where = f"candidates[{index}]"
+        if code & feats.PROBLEM_CREATED_AT:
+            value = float(np.asarray(batch.created_at)[index])
+            if value >= _MILLISECONDS_THRESHOLD:
+                raise InvalidRequestError(
+                    f"{where}.created_at", value, "Unix time in seconds", "looks like milliseconds"
+                )
+            raise InvalidRequestError(
+                f"{where}.created_at",
+                value,
+                "a finite Unix time in seconds, not in the future",
+                f"allowed clock skew {self.config.max_future_skew_s} s",
+            )
+        bit = code & -code
+        name, value_text, expected = _PROBLEM_TEXT[bit]
+        error = EmbeddingError if name == "embedding" else InvalidRequestError
+        raise error(
+            f"{where}.{name}",
+            value_text,
+            expected,
+            f"candidate id {np.asarray(batch.ids)[index]!r}",
+        )
+
+    # -- routing --------------------------------------------------------------------------
+    def route(self, request: RoutingRequest) -> RoutingResponse:
+        """Score, bound and rank every candidate of one query."""
+        start = time.perf_counter_ns()
+        loaded = self._loaded
+        query, batch, embeddings = self._batch(request, loaded.dim)
+        n = embeddings.shape[0]
+        if n > MAX_BUCKET:
+            raise InvalidRequestError(
+                "candidates",
+                f"{n} candidates",
+                f"at most {MAX_BUCKET} per route() call",
+                "use score_batch() for larger sets",
+            )
+        ids = batch.ids if isinstance(batch.ids, np.ndarray) else np.asarray(batch.ids)
+        self._check_ids(ids, n)
+        now = float(self._clock())
+        with self._lock:
+            staged, aux = self._stage(batch, embeddings, query, request.tags, 0, n, now)
+            prepared = time.perf_counter_ns()
+            out = loaded.score(staged, aux)[:, :n]
+        done = time.perf_counter_ns()
+        fallback = False
+        if out[ROW_PROBLEM].any():
+            out, fallback = self._problems(out, batch)
+        order = np.argsort(-out[ROW_CONF], kind="stable")
+        ranked = out[:, order]
+        self.stats.routed_requests += 1
+        self.stats.scored_candidates += n
+        self.stats.fallback_requests += fallback
+        return RoutingResponse(
+            request_id=request.request_id or new_request_id(),
+            candidate_ids=ids[order],
+            confidence=ranked[ROW_CONF],
+            uncertainty=ranked[ROW_UNC],
+            use_lightweight=ranked[ROW_LIGHT] > 0,
+            inference_time_us=(done - prepared) / 1e3,
+            feature_time_us=(prepared - start) / 1e3,
+            candidates_processed=n,
+            model_version=loaded.model.version,
+            used_fallback=fallback,
+        )
+
+    def score_batch(
+        self, query_embedding: Any, batch: CandidateBatch, tags: int | None = None
+    ) -> BatchScores:
+        """Score any number of candidates in input order (no ranking, no id checks).
+
+        Work is done in chunks of `BATCH_CHUNK` rows; full chunks of an array allocated
+        with `aligned_empty` are read in place, others are copied into a staging buffer
+        first (one extra pass over memory).
+        """
+        loaded = self._loaded
+        query, batch, embeddings = self._batch(
+            RoutingRequest(query_embedding, batch, tags=tags), loaded.dim
+        )
+        n = embeddings.shape[0]
+        now = float(self._clock())
+        out = np.empty((5, n), np.float32)
+        for start in range(0, n, BATCH_CHUNK):
+            stop = min(n, start + BATCH_CHUNK)
+            size = stop - start
+            with self._lock:
+                staged, aux = self._stage(batch, embeddings, query, tags, start, stop, now)
+                out[:, start:stop] = loaded.score(staged, aux)[:, :size]
+        fallback = False
+        if out[ROW_PROBLEM].any():  # a fallback applies to the whole batch: one scorer for all
+            out, fallback = self._problems(out, batch)
+        self.stats.scored_candidates += n
+        self.stats.fallback_requests += fallback
+        return BatchScores(
+            confidence=out[ROW_CONF],
+            uncertainty=out[ROW_UNC],
+            use_lightweight=out[ROW_LIGHT] > 0,
+            model_version=loaded.model.version,
+            used_fallback=fallback,
+        )

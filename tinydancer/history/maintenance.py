@@ -1,0 +1,107 @@
+"""History maintenance on the writer's connection: incremental Parquet exports and
+retention (raw rows older than a horizon folded into per-day aggregates).
+
+Both run under the store's lock, after a flush (`HistoryStore.export` / `.compact`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import duckdb
+
+__all__ = ["compact_before", "export_tables"]
+
+
+def _literal(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def _scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None) -> int:
+    row = con.execute(sql, params or []).fetchone()
+    return int(row[0]) if row is not None else 0
+
+
+def export_tables(
+    con: duckdb.DuckDBPyConnection, target: Path, high_water: dict[str, int]
+) -> dict[str, int]:
+    """Export each sequenced table's rows with `seq` in (last export, high_water[table]]
+    as one Parquet part, and `daily_aggregates` whole; returns rows written per table."""
+    written: dict[str, int] = {}
+    for table in (*high_water, "daily_aggregates"):
+        key = f"export.{table}"
+        if table == "daily_aggregates":
+            low = -1  # small: exported whole every time
+            high = 0
+            count = _scalar(con, "SELECT count(*) FROM daily_aggregates")
+        else:
+            low = _scalar(
+                con, "SELECT coalesce(max(value::BIGINT), 0) FROM schema_info WHERE key = ?", [key]
+            )
+            high = high_water[table]
+            count = _scalar(
+                con, f"SELECT count(*) FROM {table} WHERE seq > ? AND seq <= ?", [low, high]
+            )
+        (target / table).mkdir(parents=True, exist_ok=True)
+        if count == 0:
+            written[table] = 0
+            continue
+        # Written to a temporary name, then renamed: readers globbing *.parquet never see a
+        # half-written file. Quotes in the path are escaped for the SQL literal.
+        if table == "daily_aggregates":
+            out = target / table / "all.parquet"
+            tmp = out.with_suffix(".tmp")
+            con.execute(
+                f"COPY (SELECT * FROM daily_aggregates) TO {_literal(tmp)} (FORMAT parquet)"
+            )
+            os.replace(tmp, out)
+        else:
+            out = target / table / f"part-{low + 1:012d}-{high:012d}.parquet"
+            tmp = out.with_suffix(".tmp")
+            con.execute(
+                f"COPY (SELECT * FROM {table} WHERE seq > {low} AND seq <= {high}) "
+                f"TO {_literal(tmp)} (FORMAT parquet)"
+            )
+            os.replace(tmp, out)
+            con.execute("INSERT OR REPLACE INTO schema_info VALUES (?, ?)", [key, str(high)])
+        written[table] = count
+    return written
+
+
+def compact_before(con: duckdb.DuckDBPyConnection, cutoff_us: int) -> dict[str, int]:
+    """Fold decisions before `cutoff_us` (Unix µs) and their outcomes into daily aggregates
+    and delete them, in one transaction; returns the rows removed."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(
+            """
+            INSERT INTO daily_aggregates
+            SELECT CAST(d.ts AS DATE), d.chosen, count(*), count(o.request_id),
+                   count(*) FILTER (WHERE o.success), sum(o.quality), count(o.quality),
+                   sum(o.cost_usd), sum(o.latency_ms), count(o.latency_ms)
+            FROM decisions d LEFT JOIN outcomes_latest o USING (request_id)
+            WHERE d.ts < make_timestamp(?)
+            GROUP BY ALL""",
+            [cutoff_us],
+        )
+        removed_d = _scalar(
+            con, "SELECT count(*) FROM decisions WHERE ts < make_timestamp(?)", [cutoff_us]
+        )
+        removed_o = _scalar(
+            con,
+            "SELECT count(*) FROM outcomes WHERE request_id IN (SELECT request_id FROM decisions "
+            "WHERE ts < make_timestamp(?))",
+            [cutoff_us],
+        )
+        con.execute(
+            "DELETE FROM outcomes WHERE request_id IN (SELECT request_id FROM decisions "
+            "WHERE ts < make_timestamp(?))",
+            [cutoff_us],
+        )
+        con.execute("DELETE FROM decisions WHERE ts < make_timestamp(?)", [cutoff_us])
+        con.execute("COMMIT")
+    except duckdb.Error:
+        con.execute("ROLLBACK")
+        raise
+    return {"decisions": removed_d, "outcomes": removed_o}
