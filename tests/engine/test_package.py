@@ -44,6 +44,7 @@ PUBLIC_API = [
     "FastGRNNConfig",
     "FeatureConfig",
     "FeedbackError",
+    "GatewayError",
     "HistoryConfig",
     "HistoryError",
     "HistoryReader",
