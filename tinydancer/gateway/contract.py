@@ -62,7 +62,7 @@ def _bad(message: str, param: str | None, code: str | None = None) -> GatewayErr
 def estimate_tokens(text_chars: int, messages: int = 0) -> int:
     """Tokens of `text_chars` characters in `messages` messages (≈ 4 characters a token,
     plus 4 per message for the chat format)."""
-    return int(math.ceil(text_chars / CHARS_PER_TOKEN)) + 4 * messages
+    return math.ceil(text_chars / CHARS_PER_TOKEN) + 4 * messages
 
 
 def _load(raw: bytes | str | Mapping[str, Any], config: GatewayConfig) -> dict[str, Any]:
@@ -120,7 +120,9 @@ def _content_text(message: dict[str, Any], index: int) -> str:
     return "\n".join(texts)
 
 
-def _messages(body: dict[str, Any], config: GatewayConfig) -> tuple[list[dict[str, Any]], list[str]]:
+def _messages(
+    body: dict[str, Any], config: GatewayConfig
+) -> tuple[list[dict[str, Any]], list[str]]:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise _bad(

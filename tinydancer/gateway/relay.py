@@ -106,7 +106,10 @@ class Stitcher:
         chunk["id"] = self.id
         chunk["created"] = self.created
         finished = False
+        blank = True  # nothing but an empty delta (a continuing agent's opening chunk)
         for choice in choices:
+            if not isinstance(choice, dict):
+                continue
             delta = choice.get("delta")
             if isinstance(delta, dict):
                 if self._continuing:
@@ -117,10 +120,13 @@ class Stitcher:
                     self.attempt_chars += len(text)
                 if delta.get("tool_calls") or delta.get("function_call"):
                     self.tool_calls = True
+                blank = blank and all(v in ("", None) for v in delta.values())
             if choice.get("finish_reason") is not None:
                 finished = True
         if finished:
             self.finish = chunk
+            return None
+        if blank and self._continuing:
             return None
         self.events += 1
         return b"data: " + orjson.dumps(chunk) + b"\n\n"

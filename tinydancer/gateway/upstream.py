@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -221,7 +221,9 @@ class Upstream:
             raise AttemptFailure("malformed", "the answer has no choices[].message")
         return answer
 
-    async def stream(self, body: dict[str, Any], deadline: float) -> AsyncIterator[dict[str, Any]]:
+    async def stream(
+        self, body: dict[str, Any], deadline: float
+    ) -> AsyncGenerator[dict[str, Any], None]:
         """The answer's chunks as parsed objects; ends at `[DONE]` (or at the end of a
         stream whose answer had finished); failures raise AttemptFailure."""
         response = await self._open(body, True, deadline)
