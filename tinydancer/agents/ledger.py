@@ -220,7 +220,9 @@ class DecisionLedger:
         unknown, replayed or mismatched request.
         """
         open_entry = self._open.get(request_id)
-        if open_entry is not None and open_entry.mode == "gateway":
+        if open_entry is None:
+            self.check(request_id, agent or "")  # unknown, replayed or unanswered: raises
+        elif open_entry.mode == "gateway":
             return self._settle_answer(open_entry, agent, registry, quality)
         if agent is None or success is None:
             raise self._refuse(
