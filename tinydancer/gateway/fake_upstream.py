@@ -126,7 +126,8 @@ class _Server:
             return  # a handler must not end cancelled: asyncio would log it as an error
         finally:
             self.writers.discard(writer)
-            self.tasks.discard(task)  # type: ignore[arg-type]
+            if task is not None:
+                self.tasks.discard(task)
             writer.close()
 
     @staticmethod

@@ -155,8 +155,9 @@ class Stitcher:
         return encode_event(finish) + encode_event(usage_chunk) + DONE
 
     def total_usage(self) -> dict[str, int]:
+        """Every attempt's usage summed (an attempt without one was estimated from its text)."""
         usage = dict(self.usage)
-        if "total_tokens" not in usage and usage:
+        if usage:
             usage["total_tokens"] = usage.get("prompt_tokens", 0) + usage.get(
                 "completion_tokens", 0
             )
