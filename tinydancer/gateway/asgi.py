@@ -18,8 +18,9 @@ from typing import Any
 
 import orjson
 
+from tinydancer._ids import new_request_id
 from tinydancer.errors import FeedbackError, GatewayError, TinyDancerError
-from tinydancer.gateway.gateway import Gateway, GatewayResponse
+from tinydancer.gateway.gateway import REQUEST_ID_HEADER, Gateway, GatewayResponse
 
 __all__ = ["asgi_app"]
 
@@ -78,6 +79,10 @@ async def _stream(
         await response.aclose()
 
 
+def _request_id() -> dict[str, str]:
+    return {REQUEST_ID_HEADER: new_request_id()}
+
+
 def asgi_app(factory: Callable[[], Gateway]) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     """An ASGI app serving the gateway that `factory()` builds on the first request."""
     holder: list[Gateway] = []
@@ -112,7 +117,7 @@ def asgi_app(factory: Callable[[], Gateway]) -> Callable[[Scope, Receive, Send],
                     f"request body larger than the {gw.config.max_body_bytes} bytes allowed",
                     code="request_too_large",
                 )
-                await _send_json(send, 413, error.openai_body())
+                await _send_json(send, 413, error.openai_body(), _request_id())
                 return
             response = await gw.chat_completions(raw)
             if response.events is None:
@@ -123,7 +128,7 @@ def asgi_app(factory: Callable[[], Gateway]) -> Callable[[Scope, Receive, Send],
             await _feedback(gw, receive, send)
         else:
             error = GatewayError(404, f"no route {method} {path}", code="unknown_url")
-            await _send_json(send, 404, error.openai_body())
+            await _send_json(send, 404, error.openai_body(), _request_id())
 
     return app
 

@@ -56,9 +56,11 @@ class AttemptLoop:
                 return
             if time.monotonic() >= self.plan.deadline:
                 return
-            # the router chose the first (a half-open circuit may be its probe); a failover
-            # goes only to agents whose circuit is closed right now
-            if self.tried and breaker.state(agent) is not BreakerState.CLOSED:
+            # the router's choice may be a half-open circuit's probe; a failover goes only to
+            # closed circuits; an open one is skipped wherever it is (a snapshot reused for
+            # snapshot_max_age_s may not have seen it open)
+            state = breaker.state(agent)
+            if state is BreakerState.OPEN or (self.tried and state is not BreakerState.CLOSED):
                 continue
             yield agent, model_quality
 
@@ -175,6 +177,14 @@ class AttemptLoop:
         retry = retry_after_s(
             self.gateway.router.breaker, time.time(), self.gateway.config.max_retry_after_s
         )
+        if kinds and all(k == "rate_limited" for k in kinds):  # clients back off on a 429
+            waits = [f.retry_after_s for f in self.failures if f.retry_after_s is not None]
+            return GatewayError(
+                429,
+                f"every agent tried ({', '.join(self.tried)}) is rate limited",
+                code="rate_limit_exceeded",
+                retry_after_s=min(waits) if waits else retry,
+            )
         if "deadline" in kinds or time.monotonic() >= self.plan.deadline:
             text = f"the request's deadline ({self.gateway.config.deadline_s:g} s) passed"
             code = "deadline_exceeded"

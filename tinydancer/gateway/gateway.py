@@ -139,7 +139,11 @@ class Gateway:
             if len(self._upstreams) > 4 * max(len(self.router.registry), 16):
                 self._upstreams.clear()  # endpoints changed many times: drop the stale ones
             upstream = Upstream(
-                self.client, endpoint, self.environ, self.config.max_upstream_body_bytes
+                self.client,
+                endpoint,
+                self.environ,
+                self.config.max_upstream_body_bytes,
+                self.config.connect_timeout_s,
             )
             self._upstreams[key] = upstream
         return upstream

@@ -3,16 +3,18 @@
 Every way an attempt can fail is an `AttemptFailure` with a `kind` (`FAILURE_KINDS`);
 `counts_against_agent` says whether the agent's breaker and metrics should hear of it
 (a request the upstream rejects as invalid, a client that went away or the gateway's own
-deadline are not the agent's fault). httpx's timeouts apply per socket operation, so a
-trickling answer could outlast them: every wait here is bounded by `asyncio.timeout`
-with the smaller of the endpoint's `timeout_s` and what is left of the deadline.
+deadline are not the agent's fault). Waits are bounded twice: httpx's read timeout
+(the endpoint's `timeout_s`, per socket read: a stall) and, once less than `timeout_s` is
+left of the request's deadline, `asyncio.timeout` with what is left (httpx's timeouts
+apply per read, so a trickling answer would outlast them). Between the two, no read
+waits past the deadline, and the common case pays no timer per chunk.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -103,11 +105,14 @@ class Upstream:
         endpoint: Endpoint,
         environ: Mapping[str, str],
         max_body_bytes: int,
+        connect_timeout_s: float = 5.0,
     ) -> None:
         self.client = client
         self.endpoint = endpoint
         self.environ = environ
         self.max_body_bytes = max_body_bytes
+        wait = endpoint.timeout_s
+        self.timeout = httpx.Timeout(wait, connect=min(connect_timeout_s, wait))
 
     @property
     def secrets(self) -> list[str]:
@@ -122,7 +127,11 @@ class Upstream:
         if self.endpoint.api_key_env is not None:
             headers["authorization"] = f"Bearer {self.environ.get(self.endpoint.api_key_env, '')}"
         return self.client.build_request(
-            "POST", self.endpoint.chat_url, content=orjson.dumps(body), headers=headers
+            "POST",
+            self.endpoint.chat_url,
+            content=orjson.dumps(body),
+            headers=headers,
+            timeout=self.timeout,
         )
 
     def _wait(self, deadline: float) -> float:
@@ -185,21 +194,43 @@ class Upstream:
         iterator = response.aiter_bytes()
         while True:
             try:
-                async with asyncio.timeout(self._wait(deadline)):
-                    part = await anext(iterator)
+                part = await self._next(iterator, deadline)
             except StopAsyncIteration:
                 return b"".join(parts)
-            except TimeoutError:
-                kind = "deadline" if time.monotonic() >= deadline else "stalled"
-                raise AttemptFailure(kind, "the answer's body stopped arriving") from None
-            except httpx.HTTPError as exc:
-                raise AttemptFailure("dropped", type(exc).__name__) from None
             parts.append(part)
             size += len(part)
             if size > limit:
                 if truncate:
                     return b"".join(parts)[:limit]
                 raise AttemptFailure("malformed", f"an answer larger than {limit} bytes")
+
+    async def _next(self, iterator: AsyncIterator[Any], deadline: float) -> Any:
+        """The next item of a response body, bounded by timeout_s and the deadline."""
+        left = deadline - time.monotonic()
+        try:
+            if left >= self.endpoint.timeout_s:  # httpx's read timeout bounds the wait
+                return await anext(iterator)
+            if left <= 0:
+                raise TimeoutError
+            async with asyncio.timeout(left):
+                return await anext(iterator)
+        except (TimeoutError, httpx.TimeoutException):
+            kind = "deadline" if time.monotonic() >= deadline else "stalled"
+            raise AttemptFailure(
+                kind, f"nothing arrived within {min(left, self.endpoint.timeout_s):.3g} s"
+            ) from None
+        except httpx.HTTPError as exc:
+            raise AttemptFailure("dropped", type(exc).__name__) from None
+
+    async def _drain(self, lines: AsyncIterator[str], deadline: float) -> None:
+        """Read what follows [DONE] (the end of the chunked body) so that the connection
+        goes back to the pool instead of being closed."""
+        try:
+            async with asyncio.timeout(max(0.0, min(1.0, deadline - time.monotonic()))):
+                async for _ in lines:
+                    pass
+        except (TimeoutError, httpx.HTTPError):
+            pass
 
     async def complete(self, body: dict[str, Any], deadline: float) -> dict[str, Any]:
         """A non-streaming answer, checked to be a chat completion."""
@@ -233,26 +264,24 @@ class Upstream:
                 raise AttemptFailure("malformed", f"a stream of content-type {kind[:60]!r}")
             lines = response.aiter_lines()
             parser = SSEParser()
-            finished = False
+            finished = started = False
             while True:
                 try:
-                    async with asyncio.timeout(self._wait(deadline)):
-                        line = await anext(lines)
-                    data = parser.feed(line)
+                    data = parser.feed(await self._next(lines, deadline))
+                except AttemptFailure as failure:
+                    if failure.kind == "stalled" and not started:  # no chunk yet: no first byte
+                        raise AttemptFailure("timeout", failure.detail) from None
+                    raise
                 except StopAsyncIteration:
                     data = parser.flush()
                     if data is None:
                         if finished:
                             return
                         raise AttemptFailure("dropped", "the stream ended before [DONE]") from None
-                except TimeoutError:
-                    kind = "deadline" if time.monotonic() >= deadline else "stalled"
-                    raise AttemptFailure(kind, "no chunk within the timeout") from None
-                except httpx.HTTPError as exc:
-                    raise AttemptFailure("dropped", type(exc).__name__) from None
                 if data is None:
                     continue
                 if data == "[DONE]":
+                    await self._drain(lines, deadline)
                     return
                 try:
                     chunk = orjson.loads(data)
@@ -268,6 +297,7 @@ class Upstream:
                 finished = finished or any(
                     isinstance(c, dict) and c.get("finish_reason") is not None for c in choices
                 )
+                started = True
                 yield chunk
         finally:
             await response.aclose()
