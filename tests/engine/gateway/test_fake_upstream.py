@@ -112,3 +112,24 @@ def test_the_quality_of_an_answer_is_deterministic_and_follows_the_behaviour():
     assert all(0.2 <= fleet.quality("b", m) <= 0.4 for m in asks)
     fleet.configure("a", quality=0.1)  # a drift
     assert max(fleet.quality("a", m) for m in asks) <= 0.2
+
+
+def test_the_fleet_can_run_in_its_own_process():
+    from tinydancer.gateway.fake_upstream import FakeUpstreamProcess
+
+    behaviours = {"a": FakeBehaviour(tokens=3, quality=0.4), "b": FakeBehaviour(error_rate=1.0)}
+    with FakeUpstreamProcess(behaviours, seed=9) as fleet:
+        url = f"{fleet.base_url('a')}/chat/completions"
+        answer = httpx.post(url, json={"messages": MESSAGES}).json()
+        assert answer["choices"][0]["message"]["content"] == "0:a 1:a 2:a"
+        assert (
+            httpx.post(
+                f"{fleet.base_url('b')}/chat/completions", json={"messages": MESSAGES}
+            ).status_code
+            == 500
+        )
+        same = FakeUpstreams(behaviours, seed=9)  # quality is computed, not asked for
+        assert fleet.quality("a", MESSAGES) == same.quality("a", MESSAGES)
+        port = fleet.ports["a"]
+    with pytest.raises(httpx.ConnectError):  # stopped: the port is free again
+        httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json={"messages": MESSAGES})
