@@ -1,8 +1,9 @@
 """The gateway in process against calling the fake upstream directly (same run, same loop).
 
 One fake OpenAI-compatible upstream on loopback answering at once (20 words; streamed as
-22 chunks), served from a background thread. In the benchmark's event loop, call by call
-in alternation (`interleaved_medians` style):
+22 chunks), served from a child process (`FakeUpstreamProcess`: it does not share the
+benchmark's interpreter). In the benchmark's event loop, call by call in alternation
+(`interleaved_medians` style):
 
 * `direct`: an httpx.AsyncClient posts the same body to the upstream and reads the answer
   (non-streaming: the JSON; streaming: every line up to `[DONE]`);
@@ -42,7 +43,7 @@ from tinydancer.agents.registry import AgentRegistry
 from tinydancer.agents.router import AgentRouter
 from tinydancer.gateway import Gateway
 from tinydancer.gateway.contract import parse_chat_request
-from tinydancer.gateway.fake_upstream import FakeBehaviour, FakeUpstreams
+from tinydancer.gateway.fake_upstream import FakeBehaviour, FakeUpstreamProcess
 from tinydancer.gateway.planning import plan_request
 
 MESSAGES = [
@@ -79,7 +80,7 @@ class CachedHashEncoder:
 def setup(request) -> Iterator[dict[str, Any]]:
     disabled = request.config.getoption("benchmark_disable", False)
     rounds = int(os.environ.get("TINYDANCER_GATEWAY_BENCH_ROUNDS", 20 if disabled else 400))
-    fleet = FakeUpstreams({name: FakeBehaviour() for name in AGENTS}).start()
+    fleet = FakeUpstreamProcess({name: FakeBehaviour() for name in AGENTS}).start()
     registry = AgentRegistry()
     for i, name in enumerate(AGENTS):
         registry.register(
