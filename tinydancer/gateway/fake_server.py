@@ -31,6 +31,9 @@ class FakeBehaviour:
     drop_rate: float = 0.0  # the connection drops after drop_after_chunks content chunks
     drop_after_chunks: int = 3
     stall_after_chunks: int | None = None  # stream: stops sending (but stays open) after that many
+    error_event_after_chunks: int | None = (
+        None  # stream: an error event after that many, then the end
+    )
     hang: bool = False  # never answers
     reject: bool = False  # HTTP 400 (its message quotes the Authorization header it got)
     api_key: str = ""  # if set, a request without "Bearer <api_key>" gets HTTP 401
@@ -285,6 +288,11 @@ class FakeServer:
                 await writer.drain()
                 await asyncio.sleep(3600)
                 return False
+            if i == behaviour.error_event_after_chunks:
+                error = {"error": {"message": "overloaded", "type": "server_error", "code": None}}
+                writer.write(event(error) + event(b"[DONE]") + b"0\r\n\r\n")
+                await writer.drain()
+                return True
             if gap:
                 await writer.drain()
                 await asyncio.sleep(gap)

@@ -151,15 +151,18 @@ def test_a_failure_before_the_first_byte_moves_on_to_the_next_agent(
 
 
 # -- failures in the middle of a stream -----------------------------------------------------------
-@pytest.mark.parametrize("kind", ["dropped", "stalled"])
+MID_STREAM = {
+    "dropped": FakeBehaviour(drop_rate=1.0, drop_after_chunks=7),
+    "stalled": FakeBehaviour(stall_after_chunks=7),
+    "upstream_error": FakeBehaviour(error_event_after_chunks=7),
+}
+
+
+@pytest.mark.parametrize("kind", list(MID_STREAM))
 def test_a_mid_stream_failure_is_continued_by_the_next_agent_under_the_same_id(
     server: Server, tmp_path: Path, kind: str
 ):
-    first = (
-        FakeBehaviour(drop_rate=1.0, drop_after_chunks=7)
-        if kind == "dropped"
-        else FakeBehaviour(stall_after_chunks=7)
-    )
+    first = MID_STREAM[kind]
     behaviours = {"first": first, "second": FakeBehaviour(), "third": FakeBehaviour()}
 
     def endpoint(name: str, fleet) -> dict:
@@ -209,6 +212,20 @@ def test_a_mid_stream_failure_is_continued_by_the_next_agent_under_the_same_id(
         assert r.history.query("SELECT agent, quality, stitched FROM outcomes") == [
             ("second", 0.6, True)
         ]
+
+
+def test_a_non_streaming_answer_cut_halfway_is_asked_again_of_the_next_agent(
+    server: Server, tmp_path: Path
+):
+    behaviours = {"first": FakeBehaviour(drop_rate=1.0), "second": FakeBehaviour()}
+    with rig(server, tmp_path, behaviours) as r:
+        completion = r.openai().chat.completions.create(model="tinydancer/quality", messages=HELLO)
+        assert set(words(completion.choices[0].message.content)) == {
+            f"{i}:second" for i in range(20)
+        }
+        request_id = completion.model_extra["tinydancer"]["request_id"]
+        assert r.kinds(request_id) == [("first", "dropped"), ("second", None)]
+        assert r.fleet.requests("second")[-1].body["messages"] == HELLO  # the request as it was
 
 
 def test_when_every_agent_fails_before_streaming_the_client_gets_503_with_retry_after(
@@ -429,10 +446,9 @@ def test_an_agent_whose_key_is_missing_is_not_eligible_and_says_why(
     with rig(server, tmp_path, endpoint=endpoint) as r:
         assert "NOT_SET_ANYWHERE" in r.gateway.unavailable()["first"]
         assert "first is not available to the gateway" in caplog.text  # warned at start
-        models = {m["id"]: m for m in r.openai().models.list().model_extra.get("data", [])} or {
-            m.id: m.model_dump() for m in r.openai().models.list()
-        }
+        models = {m["id"]: m for m in httpx.get(f"{r.url}/models").json()["data"]}
         assert models["first"]["tinydancer"]["available"] is False
+        assert "NOT_SET_ANYWHERE" in models["first"]["tinydancer"]["reason"]
         completion = r.openai().chat.completions.create(model="tinydancer/quality", messages=HELLO)
         assert completion.model_extra["tinydancer"]["agents_tried"] == ["second"]
         assert r.fleet.served("first") == 0
@@ -609,3 +625,19 @@ def test_a_client_that_goes_away_mid_stream_ends_its_attempt_as_cancelled(
             time.sleep(0.05)
         assert r.kinds(request_id) == [("first", "cancelled")]
         assert r.router.registry.metrics("first").requests == 0  # not the agent's fault
+
+
+def test_a_configured_profile_that_excludes_every_agent_is_a_400_naming_the_model(
+    server: Server, tmp_path: Path
+):
+    from tinydancer.gateway import GatewayConfig, Profile
+
+    strict = Profile(optimize_for="cost", constraints={"required_capabilities": ["vision"]})
+    config = GatewayConfig(profiles={"tinydancer/vision": strict})
+    with rig(server, tmp_path, config=config) as r:
+        body = {"model": "tinydancer/vision", "messages": HELLO}
+        response = httpx.post(f"{r.url}/chat/completions", json=body)
+        error = response.json()["error"]
+        assert response.status_code == 400 and error["code"] == "no_eligible_agent"
+        assert error["param"] == "model" and "required_capabilities" in error["message"]
+        assert "tinydancer/vision" in [m["id"] for m in httpx.get(f"{r.url}/models").json()["data"]]
