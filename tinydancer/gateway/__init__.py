@@ -5,6 +5,7 @@ mid-stream) and learn from every answer. See `Gateway` (gateway.py) and the READ
 from tinydancer.gateway.config import GatewayConfig
 from tinydancer.gateway.gateway import REQUEST_ID_HEADER, Gateway, GatewayResponse
 from tinydancer.gateway.outcomes import AttemptOutcome, LocalSink, OutcomeSink
+from tinydancer.gateway.planning import TextEncoder
 from tinydancer.gateway.profiles import BUILTIN_PROFILES, Profile, RoutingOptions
 
 __all__ = [
@@ -18,4 +19,5 @@ __all__ = [
     "OutcomeSink",
     "Profile",
     "RoutingOptions",
+    "TextEncoder",
 ]
