@@ -166,7 +166,8 @@ def test_a_mid_stream_failure_is_continued_by_the_next_agent_under_the_same_id(
     behaviours = {"first": first, "second": FakeBehaviour(), "third": FakeBehaviour()}
 
     def endpoint(name: str, fleet) -> dict:
-        return {"timeout_s": 0.5} if name == "first" else {}
+        # a stall is 1.5 s of silence: long enough that a loaded machine never fakes one
+        return {"timeout_s": 1.5} if name == "first" else {}
 
     with rig(server, tmp_path, behaviours, endpoint=endpoint) as r:
         chunks = list(
