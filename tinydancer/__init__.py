@@ -8,8 +8,10 @@
     agents = td.AgentRouter(td.AgentRegistry(), td.CircuitBreaker())  # agent mode
     decision = agents.route(td.AgentRequest(embedding=e, optimize_for="cost"))
 
+    gateway = td.Gateway(agents, encoder)  # OpenAI-compatible chat completions, in any asyncio app
+
 Every name a user writes is here, as `td.<Name>`; the subpackages (`tinydancer.model`,
-`.candidates`, `.agents`, `.history`, `.evaluation`, `.training`, `.cli`) hold the
+`.candidates`, `.agents`, `.gateway`, `.history`, `.evaluation`, `.training`, `.cli`) hold the
 implementation. Importing the package is cheap and has no side effects: JAX, pydantic
 and the model code load on first use of a name below (PEP 562 lazy attributes), and
 nothing is pinned, configured or read from the environment.
@@ -27,6 +29,7 @@ from tinydancer.errors import (
     DuplicateAgentError,
     EmbeddingError,
     FeedbackError,
+    GatewayError,
     HistoryError,
     InvalidRequestError,
     ModelFileError,
@@ -59,6 +62,9 @@ _LAZY: dict[str, str] = {
     "Agent": "tinydancer.agents.agent",
     "AgentType": "tinydancer.agents.agent",
     "CostModel": "tinydancer.agents.agent",
+    "Endpoint": "tinydancer.agents.endpoint",
+    "Gateway": "tinydancer.gateway.gateway",
+    "GatewayConfig": "tinydancer.gateway.config",
     "AgentRegistry": "tinydancer.agents.registry",
     "AgentMetrics": "tinydancer.agents.registry",
     "BanditConfig": "tinydancer.agents.bandit",
@@ -115,9 +121,13 @@ __all__ = [
     "DuplicateAgentError",
     "EmbeddingError",
     "EmbeddingSpec",
+    "Endpoint",
     "FastGRNNConfig",
     "FeatureConfig",
     "FeedbackError",
+    "Gateway",
+    "GatewayConfig",
+    "GatewayError",
     "HistoryConfig",
     "HistoryError",
     "HistoryReader",
@@ -177,6 +187,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         Transition,
     )
     from tinydancer.agents.config import AgentRouterConfig
+    from tinydancer.agents.endpoint import Endpoint
     from tinydancer.agents.registry import (
         AgentMetrics,
         AgentRegistry,
@@ -217,6 +228,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from tinydancer.evaluation.online import (
         replay,
     )
+    from tinydancer.gateway.config import GatewayConfig
+    from tinydancer.gateway.gateway import Gateway
     from tinydancer.history.analytics import (
         HistoryReader,
     )

@@ -12,7 +12,9 @@ TinyDancerError                      base; catch this to catch everything below
 ├── NoEligibleAgentError             constraints exclude every agent (.excluded: constraint -> agents)
 ├── AgentsUnavailableError           every eligible agent's circuit is open (.open_agents)
 ├── FeedbackError                    feedback refused: unknown / replayed / mismatched request
-└── HistoryError                     the DuckDB history store cannot do what was asked
+├── HistoryError                     the DuckDB history store cannot do what was asked
+└── GatewayError                     an OpenAI-compatible route's error (.status, .type, .code,
+                                     .param, .retry_after_s; .openai_body() is the HTTP body)
 ```
 
 Messages say what was wrong, the offending value, and what would be valid, so that the
@@ -30,6 +32,7 @@ __all__ = [
     "DuplicateAgentError",
     "EmbeddingError",
     "FeedbackError",
+    "GatewayError",
     "HistoryError",
     "InvalidRequestError",
     "ModelFileError",
@@ -165,3 +168,53 @@ class FeedbackError(TinyDancerError, ValueError):
 
 class HistoryError(TinyDancerError):
     """The history store could not perform the operation."""
+
+
+_OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+class GatewayError(TinyDancerError):
+    """An error of the OpenAI-compatible routes, in OpenAI's terms: HTTP `status`, error
+    `type` (`error_type`, else from the status), `code`, `param` (the offending field), and for
+    429 / 503 `retry_after_s` (sent as the Retry-After header)."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        error_type: str | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.param = param
+        self.type = error_type or _OPENAI_TYPES.get(status, "server_error")
+        self.retry_after_s = retry_after_s
+        super().__init__(message)
+
+    def openai_body(self) -> dict[str, Any]:
+        """`{"error": {"message", "type", "param", "code"}}`, as OpenAI's API answers."""
+        return {
+            "error": {
+                "message": str(self),
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+    def headers(self) -> dict[str, str]:
+        """Response headers the error needs (Retry-After, whole seconds, at least 1)."""
+        if self.retry_after_s is None:
+            return {}
+        return {"retry-after": str(max(1, int(-(-self.retry_after_s // 1))))}

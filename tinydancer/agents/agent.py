@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["Agent", "AgentType", "CostModel"]
+from tinydancer.agents.endpoint import Endpoint, unavailable_reason
+
+__all__ = ["RESERVED_PREFIX", "Agent", "AgentType", "CostModel"]
 
 HOURS_PER_MONTH = 730.0
+RESERVED_PREFIX = "tinydancer/"  # gateway routing profiles; no agent may be named so
 
 
 class AgentType(StrEnum):
@@ -26,8 +30,13 @@ class AgentType(StrEnum):
 class CostModel(BaseModel):
     """Price of one request: per request + per 1k tokens (+ a monthly fixed fee, reported apart).
 
-    The monthly fee does not depend on routing decisions, so it is not part of a request's
-    estimated cost; `stats` reports it so that totals can include it.
+    `per_1k_tokens_usd` is a blended price; `input_per_1k_tokens_usd` and
+    `output_per_1k_tokens_usd` price prompt and completion tokens apart (each defaults to
+    the blended price). The monthly fee does not depend on routing decisions, so it is not
+    part of a request's estimated cost; `stats` reports it so that totals can include it.
+
+    >>> CostModel(input_per_1k_tokens_usd=0.001, output_per_1k_tokens_usd=0.002).estimate_split(1000, 500)
+    0.002
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -37,16 +46,53 @@ class CostModel(BaseModel):
     monthly_fixed_usd: float = Field(
         0.0, ge=0, description="fixed USD per month, independent of traffic"
     )
+    input_per_1k_tokens_usd: float | None = Field(
+        None, ge=0, description="USD per 1,000 prompt tokens (None = the blended price)"
+    )
+    output_per_1k_tokens_usd: float | None = Field(
+        None, ge=0, description="USD per 1,000 completion tokens (None = the blended price)"
+    )
+
+    @property
+    def blended_per_1k_tokens_usd(self) -> float:
+        """The blended price, or the mean of the input and output prices when it is not given."""
+        if self.per_1k_tokens_usd > 0 or (
+            self.input_per_1k_tokens_usd is None and self.output_per_1k_tokens_usd is None
+        ):
+            return self.per_1k_tokens_usd
+        return (self.input_price + self.output_price) / 2.0
+
+    @property
+    def input_price(self) -> float:
+        value = self.input_per_1k_tokens_usd
+        return self.per_1k_tokens_usd if value is None else value
+
+    @property
+    def output_price(self) -> float:
+        value = self.output_per_1k_tokens_usd
+        return self.per_1k_tokens_usd if value is None else value
 
     def estimate(self, tokens: float | None) -> float | None:
         """Per-request cost for a token count, or None if it depends on tokens that are unknown."""
-        if self.per_1k_tokens_usd == 0.0:
+        blended = self.blended_per_1k_tokens_usd
+        if blended == 0.0:
             return self.per_request_usd
         if tokens is None:
             return None
         if tokens < 0:
             raise ValueError(f"tokens: got {tokens!r}; expected a count >= 0")
-        return self.per_request_usd + self.per_1k_tokens_usd * tokens / 1000.0
+        return self.per_request_usd + blended * tokens / 1000.0
+
+    def estimate_split(self, prompt_tokens: float, completion_tokens: float) -> float:
+        """Per-request cost of prompt and completion tokens priced apart (an upstream's usage)."""
+        if prompt_tokens < 0 or completion_tokens < 0:
+            raise ValueError(
+                f"tokens: got {prompt_tokens!r} prompt, {completion_tokens!r} completion; expected counts >= 0"
+            )
+        return (
+            self.per_request_usd
+            + (self.input_price * prompt_tokens + self.output_price * completion_tokens) / 1000.0
+        )
 
 
 class Agent(BaseModel):
@@ -80,6 +126,28 @@ class Agent(BaseModel):
     )
     active: bool = Field(True, description="inactive agents are never routed to")
     metadata: dict[str, Any] = Field(default_factory=dict)
+    endpoint: Endpoint | None = Field(
+        None, description="upstream the gateway forwards to (None = /v1/route only)"
+    )
+    fallbacks: tuple[str, ...] = Field(
+        (), max_length=16, description="agents tried next when a request names this one"
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value.lower().startswith(RESERVED_PREFIX):
+            raise ValueError(
+                f"agent names may not start with {RESERVED_PREFIX!r} (reserved for routing profiles)"
+            )
+        return value
+
+    @field_validator("fallbacks")
+    @classmethod
+    def _fallbacks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value) or not all(isinstance(v, str) and v for v in value):
+            raise ValueError(f"fallbacks {list(value)!r} must be distinct agent names")
+        return value
 
     @field_validator("capabilities", mode="before")
     @classmethod
@@ -105,9 +173,15 @@ class Agent(BaseModel):
     def has_capabilities(self, required: frozenset[str]) -> bool:
         return required <= self.capabilities
 
+    def gateway_unavailable(self, environ: Mapping[str, str]) -> str | None:
+        """Why the gateway cannot forward to this agent in a process with `environ` (None = it can)."""
+        return unavailable_reason(self.endpoint, self.active, environ)
+
     def public(self) -> dict[str, Any]:
-        """JSON-ready description (the specialization is summarised, not dumped)."""
-        data = self.model_dump(mode="json", exclude={"specialization"})
+        """JSON-ready description (the specialization is summarised, not dumped; the
+        endpoint shows no header values)."""
+        data = self.model_dump(mode="json", exclude={"specialization", "endpoint"})
         data["capabilities"] = sorted(self.capabilities)
         data["has_specialization"] = self.specialization is not None
+        data["endpoint"] = None if self.endpoint is None else self.endpoint.public()
         return data

@@ -13,6 +13,9 @@
 * half_open admits at most `probe_budget` requests in total until it resolves; one
   success does not close it: `successes_to_close` successful probes do. Any failure
   re-opens it.
+* `cool_down(seconds)` (an upstream answered 429 with Retry-After): open for exactly that
+  long (capped at `max_cooldown_s`), then half-open as usual; a rate limit is not a
+  failure streak, so it does not lengthen later cooldowns.
 
 Many replicas route from snapshots, so probes are *leased*: a replica asks for permits
 (`lease`), the breaker grants at most what is left of the budget, and a replica routes
@@ -119,9 +122,14 @@ class AgentBreaker:
     probes_leased: int = 0
     probe_successes: int = 0
     leased_at: float = 0.0
+    open_until: float = 0.0  # set by a rate limit: the end of its Retry-After (0 = none)
 
     def cooldown(self, config: BreakerConfig) -> float:
         return min(config.cooldown_s * 2.0 ** max(self.reopenings - 1, 0), config.max_cooldown_s)
+
+    def ready_at(self, config: BreakerConfig) -> float:
+        """When an open circuit goes half-open."""
+        return self.open_until if self.open_until > 0 else self.opened_at + self.cooldown(config)
 
 
 def _open(agent: AgentBreaker, now: float) -> AgentBreaker:
@@ -134,8 +142,10 @@ def tick(agent: AgentBreaker, now: float, config: BreakerConfig) -> tuple[AgentB
     Half-open probes whose outcomes never arrive would hold the budget forever; once the
     whole budget is leased and a cooldown passes without a verdict, it is issued again.
     """
-    if agent.state is BreakerState.OPEN and now - agent.opened_at >= agent.cooldown(config):
-        half_open = replace(agent, state=BreakerState.HALF_OPEN, probes_leased=0, probe_successes=0)
+    if agent.state is BreakerState.OPEN and now >= agent.ready_at(config):
+        half_open = replace(
+            agent, state=BreakerState.HALF_OPEN, probes_leased=0, probe_successes=0, open_until=0.0
+        )
         return half_open, "cooldown elapsed"
     if (
         agent.state is BreakerState.HALF_OPEN
@@ -174,6 +184,18 @@ def on_outcome(
         failures_in_a_row=in_a_row,
         reopenings=0 if not failed else agent.reopenings,
     ), reason
+
+
+def cool_down(
+    agent: AgentBreaker, seconds: float, now: float, config: BreakerConfig
+) -> tuple[AgentBreaker, str]:
+    """A rate limit: open until `seconds` from now (capped), or later if it was open longer."""
+    agent, _ = tick(agent, now, config)
+    until = now + min(max(seconds, 0.0), config.max_cooldown_s)
+    reason = f"rate limited (Retry-After {seconds:g} s)"
+    if agent.state is BreakerState.OPEN:
+        return replace(agent, open_until=max(agent.ready_at(config), until)), reason
+    return AgentBreaker(BreakerState.OPEN, (), 0, now, agent.reopenings, open_until=until), reason
 
 
 def lease(
@@ -232,6 +254,16 @@ class CircuitBreaker:
         self._set(name, new, reason, now)
         return new.state
 
+    def cool_down(self, name: str, seconds: float) -> BreakerState:
+        """Open `name` for `seconds` (an upstream's Retry-After), then probe it as usual."""
+        self.refresh(name)
+        now = self.clock()
+        new, reason = cool_down(self.agents.get(name, AgentBreaker()), seconds, now, self.config)
+        self._set(name, new, reason, now)
+        if new.state is BreakerState.OPEN:
+            self.version += 1  # a longer cooldown changes when routing may try it again
+        return new.state
+
     def lease(self, name: str, wanted: int = 1) -> int:
         self.refresh(name)
         now = self.clock()
@@ -269,11 +301,7 @@ class CircuitBreaker:
     def next_change_at(self) -> float:
         """When the earliest open circuit will go half-open by itself (inf if none is open)."""
         return min(
-            (
-                a.opened_at + a.cooldown(self.config)
-                for a in self.agents.values()
-                if a.state is BreakerState.OPEN
-            ),
+            (a.ready_at(self.config) for a in self.agents.values() if a.state is BreakerState.OPEN),
             default=float("inf"),
         )
 

@@ -3,6 +3,8 @@ the objective it was chosen under), and the error when nothing was eligible."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from tinydancer.agents.registry import AgentRegistry
@@ -10,7 +12,7 @@ from tinydancer.agents.snapshot import AGENT, OUT, RoutingSnapshot, exclusions
 from tinydancer.agents.types import AgentDecision, AgentRequest
 from tinydancer.errors import AgentsUnavailableError, NoEligibleAgentError
 
-__all__ = ["build_decision", "model_qualities", "no_eligible"]
+__all__ = ["build_decision", "full_ranking", "model_qualities", "no_eligible"]
 
 
 def build_decision(
@@ -69,6 +71,18 @@ def build_decision(
         fallback=fallback,
         probe=probe,
         inference_time_us=elapsed_us,
+        rank_all=lambda: full_ranking(out, snap, [best] if fallback else order[:ranked_count]),
+    )
+
+
+def full_ranking(
+    out: np.ndarray, snap: RoutingSnapshot, positions: Any
+) -> tuple[tuple[str, float | None], ...]:
+    """(agent, model quality or None) for the agents at `positions`, in that order."""
+    known, quality = out[OUT["known"]], out[OUT["model_quality"]]
+    return tuple(
+        (snap.names[p], float(quality[p]) if known[p] > 0 else None)
+        for p in np.asarray(positions).tolist()
     )
 
 

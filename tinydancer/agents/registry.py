@@ -13,7 +13,7 @@ from __future__ import annotations
 import builtins
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -21,125 +21,14 @@ from pydantic import ValidationError
 from tinydancer.agents import bandit
 from tinydancer.agents.agent import Agent, CostModel
 from tinydancer.agents.bandit import BanditConfig, Posterior
-from tinydancer.agents.sketch import DecayingMean, QuantileSketch, decay_for_half_life
+from tinydancer.agents.metrics import AgentMetrics
+from tinydancer.agents.sketch import decay_for_half_life
 from tinydancer.errors import DuplicateAgentError, InvalidRequestError, UnknownAgentError
 
 if TYPE_CHECKING:
     from tinydancer.model.weights import RouterModel
 
 __all__ = ["AgentMetrics", "AgentRegistry"]
-
-
-@dataclass
-class AgentMetrics:
-    """Lifetime and recency-weighted statistics of one agent's outcomes."""
-
-    recent_decay: float
-    requests: int = 0
-    successes: int = 0
-    quality_sum: float = 0.0
-    quality_count: int = 0
-    cost_total_usd: float = 0.0
-    cost_count: int = 0
-    latency: QuantileSketch = field(default_factory=QuantileSketch)
-    latency_mean: DecayingMean = field(default_factory=DecayingMean)
-    recent_success: DecayingMean = field(default_factory=DecayingMean)
-    recent_quality: DecayingMean = field(default_factory=DecayingMean)
-    recent_cost: DecayingMean = field(default_factory=DecayingMean)
-    recent_latency: QuantileSketch = field(default_factory=QuantileSketch)
-    recent_latency_mean: DecayingMean = field(default_factory=DecayingMean)
-
-    def __post_init__(self) -> None:
-        for name in ("recent_success", "recent_quality", "recent_cost", "recent_latency_mean"):
-            getattr(self, name).decay = self.recent_decay
-        self.recent_latency.decay = self.recent_decay
-
-    def add(
-        self, success: bool, latency_ms: float | None, quality: float | None, cost_usd: float | None
-    ) -> None:
-        self.requests += 1
-        self.successes += int(success)
-        self.recent_success.add(float(success))
-        if quality is not None:
-            self.quality_sum += quality
-            self.quality_count += 1
-            self.recent_quality.add(quality)
-        if cost_usd is not None:
-            self.cost_total_usd += cost_usd
-            self.cost_count += 1
-            self.recent_cost.add(cost_usd)
-        if latency_ms is not None:
-            self.latency.add(latency_ms)
-            self.latency_mean.add(latency_ms)
-            self.recent_latency.add(latency_ms)
-            self.recent_latency_mean.add(latency_ms)
-
-    def summary(self) -> dict[str, Any]:
-        def quantiles(sketch: QuantileSketch) -> dict[str, float | None]:
-            return {f"p{int(q * 100)}": sketch.quantile(q) for q in (0.5, 0.95, 0.99)}
-
-        return {
-            "requests": self.requests,
-            "success_rate": self.successes / self.requests if self.requests else None,
-            "mean_quality": self.quality_sum / self.quality_count if self.quality_count else None,
-            "latency_ms": {"mean": self.latency_mean.mean, **quantiles(self.latency)},
-            "cost_total_usd": self.cost_total_usd,
-            "mean_cost_usd": self.cost_total_usd / self.cost_count if self.cost_count else None,
-            "recent": {
-                "success_rate": self.recent_success.mean,
-                "mean_quality": self.recent_quality.mean,
-                "mean_cost_usd": self.recent_cost.mean,
-                "latency_ms": {
-                    "mean": self.recent_latency_mean.mean,
-                    **quantiles(self.recent_latency),
-                },
-                "effective_outcomes": self.recent_success.effective_count,
-            },
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "recent_decay": self.recent_decay,
-            "requests": self.requests,
-            "successes": self.successes,
-            "quality_sum": self.quality_sum,
-            "quality_count": self.quality_count,
-            "cost_total_usd": self.cost_total_usd,
-            "cost_count": self.cost_count,
-            **{
-                name: getattr(self, name).to_dict()
-                for name in (
-                    "latency",
-                    "latency_mean",
-                    "recent_success",
-                    "recent_quality",
-                    "recent_cost",
-                    "recent_latency",
-                    "recent_latency_mean",
-                )
-            },
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> AgentMetrics:
-        metrics = cls(recent_decay=data["recent_decay"])
-        for name in ("requests", "successes", "quality_count", "cost_count"):
-            setattr(metrics, name, int(data[name]))
-        metrics.quality_sum, metrics.cost_total_usd = (
-            float(data["quality_sum"]),
-            float(data["cost_total_usd"]),
-        )
-        for name in ("latency", "recent_latency"):
-            setattr(metrics, name, QuantileSketch.from_dict(data[name]))
-        for name in (
-            "latency_mean",
-            "recent_success",
-            "recent_quality",
-            "recent_cost",
-            "recent_latency_mean",
-        ):
-            setattr(metrics, name, DecayingMean.from_dict(data[name]))
-        return metrics
 
 
 class AgentRegistry:
@@ -278,12 +167,44 @@ class AgentRegistry:
         cost_usd: float | None = None,
         *,
         model_quality: float | None = None,
+        learn: bool = True,
     ) -> None:
-        """Add one outcome to the agent's metrics and posterior.
+        """Add one outcome to the agent's metrics and (with `learn`) its posterior.
 
         quality defaults to 1.0 / 0.0 from `success`; `model_quality` is the offline
         model's prediction logged with the decision (the bandit's context).
         """
+        self._check(request_id, agent, latency_ms, quality, cost_usd, model_quality)
+        if not isinstance(success, bool):
+            raise InvalidRequestError("success", success, "true or false", f"request {request_id}")
+        self._metrics[agent].add(success, latency_ms, quality, cost_usd)
+        if learn:
+            self._learn(agent, float(success) if quality is None else float(quality), model_quality)
+        self.version += 1
+
+    def record_quality(
+        self, request_id: str, agent: str, quality: float, *, model_quality: float | None = None
+    ) -> None:
+        """A quality reported after the answer, whose success was recorded already: the
+        agent's quality metrics and posterior learn it; the request is not counted again."""
+        if quality is None:
+            raise InvalidRequestError(
+                "quality", None, "a number in [0, 1]", f"request {request_id}"
+            )
+        self._check(request_id, agent, None, quality, None, model_quality)
+        self._metrics[agent].add_quality(quality)
+        self._learn(agent, float(quality), model_quality)
+        self.version += 1
+
+    def _check(
+        self,
+        request_id: str,
+        agent: str,
+        latency_ms: float | None,
+        quality: float | None,
+        cost_usd: float | None,
+        model_quality: float | None,
+    ) -> None:
         self._require(agent)
         for field_name, value, low, high in (
             ("latency_ms", latency_ms, 0.0, math.inf),
@@ -303,18 +224,13 @@ class AgentRegistry:
                     f"a number in [{low}, {high}] or null",
                     f"request {request_id}",
                 )
-        if not isinstance(success, bool):
-            raise InvalidRequestError("success", success, "true or false", f"request {request_id}")
-        self._metrics[agent].add(success, latency_ms, quality, cost_usd)
-        observed = float(success) if quality is None else float(quality)
-        known = agent in self.known_to_model
-        phi = bandit.features(
-            0.0 if model_quality is None else model_quality, known and model_quality is not None
-        )
+
+    def _learn(self, agent: str, observed: float, model_quality: float | None) -> None:
+        known = agent in self.known_to_model and model_quality is not None
+        phi = bandit.features(0.0 if model_quality is None else model_quality, known)
         updated = bandit.update(self.posterior(agent), phi, observed, self.bandit_config)
         self.bandit_updates += 1
         self._posteriors[agent] = replace(updated, updated_at=self.bandit_updates)
-        self.version += 1
 
     def stats(self, name: str | None = None) -> dict[str, Any]:
         if name is not None:

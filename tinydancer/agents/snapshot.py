@@ -91,7 +91,7 @@ def build_snapshot(
             factor[1, 0],
             factor[1, 1],
             agent.cost.per_request_usd,
-            agent.cost.per_1k_tokens_usd,
+            agent.cost.blended_per_1k_tokens_usd,
             observed_cost if observed_cost is not None else estimate,
             -1.0 if latency is None else latency,
             0.0 if agent.specialization is None else 1.0,

@@ -148,6 +148,13 @@ class AgentDecision:
     fallback: bool = False
     probe: bool = False  # sent to test a half-open circuit, whatever the scores said
     inference_time_us: float = 0.0
+    rank_all: Callable[[], Sequence[tuple[str, float | None]]] | None = None
+
+    @cached_property
+    def ranking(self) -> Sequence[tuple[str, float | None]]:
+        """Every eligible agent, best first, with the model's quality for it (None: no head);
+        what a gateway fails over along. Built on first read."""
+        return () if self.rank_all is None else self.rank_all()
 
     @cached_property
     def excluded(self) -> Mapping[str, Sequence[str]]:

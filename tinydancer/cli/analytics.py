@@ -19,7 +19,7 @@ def add_arguments(analytics: argparse.ArgumentParser) -> None:
         "--db", required=True, help="history .duckdb file (writer stopped) or export directory"
     )
     analytics.add_argument(
-        "report", help="agents, savings, timeseries, breakers, models or integrity"
+        "report", help="agents, savings, timeseries, breakers, gateway, models or integrity"
     )
     analytics.add_argument("--since", help="window start, UTC: ISO-8601 or Unix seconds")
     analytics.add_argument("--until", help="window end (exclusive), UTC: ISO-8601 or Unix seconds")

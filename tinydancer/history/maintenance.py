@@ -71,7 +71,7 @@ def export_tables(
 
 def compact_before(con: duckdb.DuckDBPyConnection, cutoff_us: int) -> dict[str, int]:
     """Fold decisions before `cutoff_us` (Unix µs) and their outcomes into daily aggregates
-    and delete them, in one transaction; returns the rows removed."""
+    and delete them and their gateway attempts, in one transaction; returns the rows removed."""
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(
@@ -94,14 +94,13 @@ def compact_before(con: duckdb.DuckDBPyConnection, cutoff_us: int) -> dict[str, 
             "WHERE ts < make_timestamp(?))",
             [cutoff_us],
         )
-        con.execute(
-            "DELETE FROM outcomes WHERE request_id IN (SELECT request_id FROM decisions "
-            "WHERE ts < make_timestamp(?))",
-            [cutoff_us],
-        )
+        old = "request_id IN (SELECT request_id FROM decisions WHERE ts < make_timestamp(?))"
+        removed_a = _scalar(con, f"SELECT count(*) FROM attempts WHERE {old}", [cutoff_us])
+        con.execute(f"DELETE FROM attempts WHERE {old}", [cutoff_us])
+        con.execute(f"DELETE FROM outcomes WHERE {old}", [cutoff_us])
         con.execute("DELETE FROM decisions WHERE ts < make_timestamp(?)", [cutoff_us])
         con.execute("COMMIT")
     except duckdb.Error:
         con.execute("ROLLBACK")
         raise
-    return {"decisions": removed_d, "outcomes": removed_o}
+    return {"decisions": removed_d, "outcomes": removed_o, "attempts": removed_a}

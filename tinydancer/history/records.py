@@ -17,6 +17,7 @@ import numpy as np
 from tinydancer.agents.types import AgentDecision, AgentRequest
 
 __all__ = [
+    "AttemptColumns",
     "DecisionColumns",
     "OutcomeColumns",
     "dequantize_embeddings",
@@ -90,6 +91,7 @@ class OutcomeColumns:
     quality: list[float | None] = field(default_factory=list)
     cost_usd: list[float | None] = field(default_factory=list)
     ts: list[float] = field(default_factory=list)
+    stitched: list[bool | None] = field(default_factory=list)  # a gateway answer two agents wrote
 
     def __len__(self) -> int:
         return len(self.request_id)
@@ -107,6 +109,8 @@ class OutcomeColumns:
         quality: float | None = None,
         cost_usd: float | None = None,
         ts: float | None = None,
+        *,
+        stitched: bool | None = None,
     ) -> None:
         import time
 
@@ -117,6 +121,60 @@ class OutcomeColumns:
         self.quality.append(quality)
         self.cost_usd.append(cost_usd)
         self.ts.append(time.time() if ts is None else ts)
+        self.stitched.append(stitched)
+
+
+@dataclass
+class AttemptColumns:
+    """Gateway attempts, column by column (see `schema.TABLES['attempts']`)."""
+
+    request_id: list[str] = field(default_factory=list)
+    attempt: list[int] = field(default_factory=list)
+    agent: list[str] = field(default_factory=list)
+    success: list[bool] = field(default_factory=list)
+    failure_kind: list[str | None] = field(default_factory=list)
+    mid_stream: list[bool] = field(default_factory=list)
+    continued: list[bool] = field(default_factory=list)
+    status: list[int | None] = field(default_factory=list)
+    latency_ms: list[float | None] = field(default_factory=list)
+    ttft_ms: list[float | None] = field(default_factory=list)
+    prompt_tokens: list[int | None] = field(default_factory=list)
+    completion_tokens: list[int | None] = field(default_factory=list)
+    cost_usd: list[float | None] = field(default_factory=list)
+    ts: list[float] = field(default_factory=list)
+    replica: list[str | None] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.request_id)
+
+    def extend(self, other: AttemptColumns) -> None:
+        for f in fields(self):
+            getattr(self, f.name).extend(getattr(other, f.name))
+
+    def as_dict(self) -> dict[str, list[Any]]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_outcomes(cls, outcomes: Sequence[Any], replica: str | None = None) -> AttemptColumns:
+        """Columns of `gateway.AttemptOutcome`s (any objects with their attributes)."""
+        columns = cls()
+        for o in outcomes:
+            columns.request_id.append(o.request_id)
+            columns.attempt.append(o.attempt)
+            columns.agent.append(o.agent)
+            columns.success.append(o.failure_kind is None)
+            columns.failure_kind.append(o.failure_kind)
+            columns.mid_stream.append(o.mid_stream)
+            columns.continued.append(o.continued)
+            columns.status.append(o.status)
+            columns.latency_ms.append(o.latency_ms)
+            columns.ttft_ms.append(o.ttft_ms)
+            columns.prompt_tokens.append(o.prompt_tokens)
+            columns.completion_tokens.append(o.completion_tokens)
+            columns.cost_usd.append(o.cost_usd)
+            columns.ts.append(o.ts)
+            columns.replica.append(replica)
+        return columns
 
 
 def _constraints_json(request: AgentRequest) -> str:

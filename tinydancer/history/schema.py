@@ -3,7 +3,8 @@
 | table | one row per | key columns |
 |---|---|---|
 | `decisions` | routing decision | request_id, ts, mode, embedding (int8 BLOB, 384 B) + embedding_scale, message_count, chosen, confidence, uncertainty, propensity, model_quality, expected_quality, estimated_cost_usd, estimated_latency_ms, alternatives (JSON list), optimize_for, willingness_to_pay, constraints (JSON), model_version, inference_time_us, replica |
-| `outcomes` | feedback received | request_id, agent, success, latency_ms, quality, cost_usd, ts, duplicate (a repeat of an earlier outcome for the same request) |
+| `outcomes` | feedback received | request_id, agent, success, latency_ms, quality, cost_usd, ts, duplicate (a repeat of an earlier outcome for the same request), stitched (a gateway answer continued by another agent after a mid-stream failure; NULL outside the gateway) |
+| `attempts` | gateway attempt (one request has one or more) | request_id, attempt (0, 1, ...), agent, success, failure_kind (NULL on success), mid_stream, continued, status, latency_ms, ttft_ms, prompt_tokens, completion_tokens, cost_usd, ts, replica |
 | `agent_snapshots` | registry snapshot | ts, version, snapshot (JSON) |
 | `breaker_transitions` | state change | ts, agent, from_state, to_state, reason |
 | `model_versions` | model event | ts, version, mode, event (loaded / promoted / rolled_back), path, info (JSON) |
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "TABLES", "create_statements"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 TABLES: dict[str, str] = {
     "decisions": """
@@ -35,7 +36,12 @@ TABLES: dict[str, str] = {
         model_version VARCHAR, inference_time_us FLOAT, replica VARCHAR""",
     "outcomes": """
         seq BIGINT, request_id VARCHAR, agent VARCHAR, success BOOLEAN, latency_ms DOUBLE, quality DOUBLE,
-        cost_usd DOUBLE, ts TIMESTAMP, duplicate BOOLEAN""",
+        cost_usd DOUBLE, ts TIMESTAMP, duplicate BOOLEAN, stitched BOOLEAN""",
+    "attempts": """
+        seq BIGINT, request_id VARCHAR, attempt SMALLINT, agent VARCHAR, success BOOLEAN,
+        failure_kind VARCHAR, mid_stream BOOLEAN, continued BOOLEAN, status SMALLINT, latency_ms DOUBLE,
+        ttft_ms DOUBLE, prompt_tokens INTEGER, completion_tokens INTEGER, cost_usd DOUBLE, ts TIMESTAMP,
+        replica VARCHAR""",
     "agent_snapshots": "seq BIGINT, ts TIMESTAMP, version BIGINT, snapshot VARCHAR",
     "breaker_transitions": "seq BIGINT, ts TIMESTAMP, agent VARCHAR, from_state VARCHAR, to_state VARCHAR, reason VARCHAR",
     "model_versions": "seq BIGINT, ts TIMESTAMP, version VARCHAR, mode VARCHAR, event VARCHAR, path VARCHAR, info VARCHAR",
@@ -62,10 +68,12 @@ def create_statements() -> list[str]:
     return statements
 
 
-# Version 1 (the first release) had no willingness_to_pay or replica on decisions.
+# Version 1 (the first release) had no willingness_to_pay or replica on decisions;
+# version 2 no gateway: no attempts table (created with the others) and no outcomes.stitched.
 MIGRATIONS: dict[int, list[str]] = {
     1: [
         "ALTER TABLE decisions ADD COLUMN IF NOT EXISTS willingness_to_pay DOUBLE",
         "ALTER TABLE decisions ADD COLUMN IF NOT EXISTS replica VARCHAR",
     ],
+    2: ["ALTER TABLE outcomes ADD COLUMN IF NOT EXISTS stitched BOOLEAN"],
 }

@@ -3,6 +3,7 @@
     store = HistoryStore(HistoryConfig(path="history.duckdb"))
     store.append_decisions(columns)          # buffered; flushed by size or age
     store.append_outcomes(outcomes)
+    store.append_attempts(attempts)          # the gateway's attempts
     store.flush()                            # everything accepted so far is in the file
     store.export()                           # Parquet for analysts while the writer runs
     store.close()
@@ -36,14 +37,23 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from tinydancer.agents.endpoint import redact_snapshot
 from tinydancer.errors import HistoryError
+from tinydancer.history.arrow import attempt_table, decision_table, micros, timestamps
 from tinydancer.history.maintenance import compact_before, export_tables
-from tinydancer.history.records import DecisionColumns, OutcomeColumns
+from tinydancer.history.records import AttemptColumns, DecisionColumns, OutcomeColumns
 from tinydancer.history.schema import MIGRATIONS, SCHEMA_VERSION, TABLES, create_statements
 
 __all__ = ["HistoryConfig", "HistoryStore"]
 
-_SEQUENCED = ("decisions", "outcomes", "agent_snapshots", "breaker_transitions", "model_versions")
+_SEQUENCED = (
+    "decisions",
+    "outcomes",
+    "attempts",
+    "agent_snapshots",
+    "breaker_transitions",
+    "model_versions",
+)
 
 
 @dataclass(frozen=True)
@@ -53,44 +63,6 @@ class HistoryConfig:
     max_buffer_age_s: float = 1.0
     export_dir: str | os.PathLike[str] | None = None
     retention_days: float | None = None  # None = keep raw rows for ever
-
-
-def _micros(seconds: float) -> int:
-    """Unix seconds -> microseconds for `make_timestamp(?)`, truncated like `_timestamps`.
-
-    Not `to_timestamp(?)` cast to TIMESTAMP: that cast goes through the session time zone,
-    so on a machine whose local zone is not UTC, events and the compaction cutoff would be
-    shifted against the decisions (stored in UTC from Arrow).
-    """
-    return int(np.float64(seconds) * 1e6)
-
-
-def _timestamps(seconds: Any) -> pa.Array:
-    micros = (np.asarray(seconds, np.float64) * 1e6).astype("int64")
-    return pa.array(micros, pa.timestamp("us"))
-
-
-def _embedding_column(values: Any) -> tuple[pa.Array, int]:
-    block = (
-        values
-        if isinstance(values, np.ndarray)
-        else (np.stack(values) if len(values) else np.zeros((0, 0)))
-    )
-    block = np.ascontiguousarray(block, dtype=np.int8)
-    rows, width = block.shape if block.ndim == 2 else (0, 0)
-    if rows == 0:
-        return pa.array([], pa.binary(0)), 0
-    fixed = pa.FixedSizeBinaryArray.from_buffers(
-        pa.binary(width), rows, [None, pa.py_buffer(block.tobytes())]
-    )
-    return fixed, rows  # DuckDB stores fixed-size binary as BLOB directly (no copy into binary)
-
-
-def _column(values: Any) -> pa.Array:
-    """Arrow array of a column; numpy string arrays go through lists (twice as fast)."""
-    if isinstance(values, np.ndarray) and values.dtype.kind in "UO":
-        return pa.array(values.tolist())
-    return pa.array(values)
 
 
 class HistoryStore:
@@ -129,10 +101,12 @@ class HistoryStore:
         self._decisions: list[DecisionColumns] = []  # batches as given: merged only as Arrow
         self._decision_rows = 0
         self._outcomes = OutcomeColumns()
+        self._attempts = AttemptColumns()
         self._oldest: float | None = None
         self.stats = {
             "decisions": 0,
             "outcomes": 0,
+            "attempts": 0,
             "duplicate_outcomes": 0,
             "flushes": 0,
             "last_flush_s": 0.0,
@@ -190,6 +164,13 @@ class HistoryStore:
             self._outcomes.extend(columns)
             self._note_buffered()
 
+    def append_attempts(self, columns: AttemptColumns) -> None:
+        with self._lock:
+            if len(columns) == 0:
+                return
+            self._attempts.extend(columns)
+            self._note_buffered()
+
     def _note_buffered(self) -> None:
         if self._oldest is None:
             self._oldest = self._clock()
@@ -200,7 +181,7 @@ class HistoryStore:
 
     @property
     def buffered_rows(self) -> int:
-        return self._decision_rows + len(self._outcomes)
+        return self._decision_rows + len(self._outcomes) + len(self._attempts)
 
     def flush_if_due(self) -> bool:
         with self._lock:
@@ -223,6 +204,13 @@ class HistoryStore:
             if len(self._outcomes):
                 written += self._write_outcomes(self._outcomes)
                 self._outcomes = OutcomeColumns()
+            if len(self._attempts):
+                count = len(self._attempts)
+                arrow_attempts = attempt_table(self._attempts, self._next_seq("attempts", count))  # noqa: F841
+                self._con.execute("INSERT INTO attempts BY NAME SELECT * FROM arrow_attempts")
+                self.stats["attempts"] += count
+                written += count
+                self._attempts = AttemptColumns()
             self._oldest = None
             if written:
                 self.stats["flushes"] += 1
@@ -234,19 +222,8 @@ class HistoryStore:
         self._seq[table] += count
         return np.arange(start, start + count, dtype=np.int64)
 
-    @staticmethod
-    def _arrow(columns: DecisionColumns) -> pa.Table:
-        data = columns.as_dict()
-        embedding, rows = _embedding_column(data.pop("embedding"))
-        if rows != len(columns):
-            raise HistoryError(f"decision batch has {len(columns)} rows but {rows} embeddings")
-        arrays = {"ts": _timestamps(data.pop("ts")), "embedding": embedding}
-        for name, values in data.items():
-            arrays[name] = _column(values)
-        return pa.table(arrays)
-
     def _write_decisions(self, batches: list[DecisionColumns]) -> int:
-        tables = [self._arrow(b) for b in batches]
+        tables = [decision_table(b) for b in batches]
         merged = (
             pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
         )
@@ -271,8 +248,11 @@ class HistoryStore:
                 "latency_ms": pa.array(columns.latency_ms, pa.float64()),
                 "quality": pa.array(columns.quality, pa.float64()),
                 "cost_usd": pa.array(columns.cost_usd, pa.float64()),
-                "ts": _timestamps(columns.ts),
+                "ts": timestamps(columns.ts),
                 "duplicate": pa.array(duplicate, pa.bool_()),
+                "stitched": pa.array(
+                    columns.stitched or [None] * count, pa.bool_()
+                ),  # older callers leave it empty
             }
         )
         self._con.execute("INSERT INTO outcomes BY NAME SELECT * FROM arrow_batch")
@@ -288,13 +268,16 @@ class HistoryStore:
             placeholders = ", ".join(["?", "make_timestamp(?)"] + ["?"] * len(values))
             self._con.execute(
                 f"INSERT INTO {table} ({', '.join(names)}) VALUES ({placeholders})",
-                [seq, _micros(self._clock()), *values.values()],
+                [seq, micros(self._clock()), *values.values()],
             )
 
     def record_agent_snapshot(self, snapshot: dict[str, Any]) -> None:
         self._insert_event(
             "agent_snapshots",
-            {"version": int(snapshot.get("version", 0)), "snapshot": json.dumps(snapshot)},
+            {  # endpoint header values may be secrets: never in the history
+                "version": int(snapshot.get("version", 0)),
+                "snapshot": json.dumps(redact_snapshot(snapshot)),
+            },
         )
 
     def latest_agent_snapshot(self) -> dict[str, Any] | None:
@@ -313,7 +296,7 @@ class HistoryStore:
                 "INSERT INTO breaker_transitions VALUES (?, make_timestamp(?), ?, ?, ?, ?)",
                 [
                     seq,
-                    _micros(self._clock() if at is None else at),
+                    micros(self._clock() if at is None else at),
                     agent,
                     from_state,
                     to_state,
@@ -378,8 +361,8 @@ class HistoryStore:
         """Fold raw decisions/outcomes older than the horizon into per-day aggregates."""
         horizon = older_than_days if older_than_days is not None else self.config.retention_days
         if horizon is None:
-            return {"decisions": 0, "outcomes": 0}
-        cutoff = _micros(self._clock() - horizon * 86_400)
+            return {"decisions": 0, "outcomes": 0, "attempts": 0}
+        cutoff = micros(self._clock() - horizon * 86_400)
         with self._lock:
             self.flush()
             return compact_before(self._con, cutoff)

@@ -593,3 +593,36 @@ def test_transition_history_is_the_path_the_breaker_took():
         # no shrinking: the failure is explained above, and shrinking a stateful run is slow
         settings=settings(PROPERTY_SETTINGS, derandomize=True, phases=[Phase.generate]),
     )
+
+
+# -- rate limits (Retry-After) -------------------------------------------------------------
+def test_a_rate_limit_opens_for_its_retry_after_then_probes(clock):
+    breaker = make(clock)
+    assert breaker.cool_down(NAME, 7.0) is OPEN
+    assert history(breaker) == [("closed", "open", "rate limited (Retry-After 7 s)")]
+    assert breaker.next_change_at() == clock.now + 7.0
+    clock.advance(6.9)
+    assert breaker.state(NAME) is OPEN
+    clock.advance(0.2)
+    assert breaker.state(NAME) is HALF_OPEN
+    assert breaker.lease(NAME, 5) == BASE["probe_budget"]
+    assert succeed(breaker, 2) is CLOSED
+
+
+def test_a_rate_limit_does_not_lengthen_later_cooldowns_and_is_capped(clock):
+    breaker = make(clock, max_cooldown_s=60.0)
+    breaker.cool_down(NAME, 3600.0)
+    assert breaker.next_change_at() == clock.now + 60.0  # capped
+    clock.advance(61)
+    assert breaker.state(NAME) is HALF_OPEN
+    succeed(breaker, 2)
+    assert fail(breaker, 5) is OPEN
+    assert breaker.next_change_at() == clock.now + 30.0  # the first opening's cooldown
+
+
+def test_a_rate_limit_while_open_keeps_the_later_end(clock):
+    breaker = opened(clock)  # open for 30 s
+    breaker.cool_down(NAME, 5.0)
+    assert breaker.next_change_at() == clock.now + 30.0
+    breaker.cool_down(NAME, 100.0)
+    assert breaker.next_change_at() == clock.now + 100.0

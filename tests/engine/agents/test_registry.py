@@ -621,3 +621,15 @@ def test_an_avoided_agent_drifts_back_towards_its_prior():
     old = AgentRegistry.restore(legacy)
     (stored,) = [e["posterior"] for e in legacy["agents"] if e["agent"]["name"] == "failed"]
     np.testing.assert_allclose(old.posterior("failed").precision, stored["precision"])
+
+
+def test_a_quality_reported_later_teaches_quality_without_counting_a_request(registry):
+    registry.record_outcome("r1", "coder", True, 500.0, None, 0.01, learn=False)
+    before = registry.posterior("coder")
+    metrics = registry.metrics("coder")
+    assert (metrics.requests, metrics.quality_count) == (1, 0) and before.outcomes == 0
+    registry.record_quality("r1", "coder", 0.25, model_quality=0.8)
+    assert (metrics.requests, metrics.successes, metrics.quality_count) == (1, 1, 1)
+    assert metrics.quality_sum == 0.25 and registry.posterior("coder").outcomes > before.outcomes
+    with pytest.raises(InvalidRequestError, match="quality"):
+        registry.record_quality("r1", "coder", 1.5)

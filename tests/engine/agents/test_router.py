@@ -482,3 +482,20 @@ def test_columnar_routing_with_fewer_than_four_eligible_agents():
             agent,
             *columns.alternatives[i],
         )
+
+
+def test_the_full_ranking_lists_every_eligible_agent_best_first_with_model_qualities():
+    router = make_router(explore=False)
+    excluded = frozenset(NAMES[:2])
+    decision = router.route(
+        AgentRequest(embedding=embedding(3), constraints=Constraints(excluded_agents=excluded))
+    )
+    ranking = decision.ranking
+    names = [name for name, _ in ranking]
+    assert names[0] == decision.agent and len(names) == len(NAMES) - 2 > 4
+    assert set(names) == set(NAMES) - excluded
+    assert names[1:4] == [a.agent for a in decision.alternatives]
+    scores = {a.agent: a.score for a in decision.alternatives}
+    assert list(scores.values()) == sorted(scores.values(), reverse=True)
+    assert all(q is not None and 0 <= q <= 1 for _, q in ranking)  # the model knows them all
+    assert dict(ranking)[decision.agent] == pytest.approx(decision.model_quality)

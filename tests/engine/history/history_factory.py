@@ -4,7 +4,9 @@ Twelve decisions by three agents over two model versions, in three hours across 
 days (T0 = 2026-01-01 00:00 UTC); outcomes for ten of them, two duplicates (with
 different values, which every report must ignore), one outcome for a request nobody
 routed, one outcome that arrives before its decision, four breaker transitions and two
-model events. `test_history_analytics.py` states the expected reports.
+model events, and six gateway attempts for four of the requests (a failover before the
+first byte, a mid-stream failover continued by another agent, a rate limit with no
+agent left). `test_analytics.py` states the expected reports.
 """
 
 from __future__ import annotations
@@ -15,7 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from tinydancer.history.records import DecisionColumns, OutcomeColumns, quantize_embeddings
+from tinydancer.history.records import (
+    AttemptColumns,
+    DecisionColumns,
+    OutcomeColumns,
+    quantize_embeddings,
+)
 from tinydancer.history.store import HistoryConfig, HistoryStore
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -53,6 +60,19 @@ TRANSITIONS = [  # agent, from, to, seconds after T0
     ("mixtral", "half_open", "closed", HOUR + 200),
 ]
 AGENTS = ("gpt-4", "mixtral", "llama")
+# Gateway attempts: request_id, attempt, agent, failure_kind, mid_stream, continued, status,
+# latency_ms, ttft_ms, completion_tokens, cost_usd (written at the decision's time + 1 s).
+Attempt = tuple[
+    str, int, str, str | None, bool, bool, int | None, float, float | None, int | None, float | None
+]
+ATTEMPTS: list[Attempt] = [
+    ("d01", 0, "mixtral", "server_error", False, False, 503, 5, None, None, None),
+    ("d01", 1, "gpt-4", None, False, False, 200, 1000, 100, 60, 0.03),
+    ("d02", 0, "mixtral", None, False, False, 200, 200, 50, 30, 0.001),
+    ("d07", 0, "llama", "dropped", True, False, 200, 120, 80, 7, 0.0005),
+    ("d07", 1, "mixtral", None, False, True, 200, 250, 40, 20, 0.002),
+    ("d09", 0, "gpt-4", "rate_limited", False, False, 429, 3, None, None, None),
+]
 
 
 class Clock:
@@ -124,8 +144,43 @@ def write_history(path: Path, clock: Clock | None = None, **config: Any) -> Hist
     store.append_decisions(decision_columns([row for row in DECISIONS if row[1] >= DAY], seed=2))
     for agent, from_state, to_state, offset in TRANSITIONS:
         store.record_transition(agent, from_state, to_state, "test", at=T0 + offset)
+    store.append_attempts(attempt_columns(ATTEMPTS))
     store.flush()
     return store
+
+
+def attempt_columns(rows: list[Attempt]) -> AttemptColumns:
+    offsets = {request_id: offset for request_id, offset, *_ in DECISIONS}
+    columns = AttemptColumns()
+    for (
+        request_id,
+        attempt,
+        agent,
+        kind,
+        mid,
+        continued,
+        status,
+        latency,
+        ttft,
+        tokens,
+        cost,
+    ) in rows:
+        columns.request_id.append(request_id)
+        columns.attempt.append(attempt)
+        columns.agent.append(agent)
+        columns.success.append(kind is None)
+        columns.failure_kind.append(kind)
+        columns.mid_stream.append(mid)
+        columns.continued.append(continued)
+        columns.status.append(status)
+        columns.latency_ms.append(latency)
+        columns.ttft_ms.append(ttft)
+        columns.prompt_tokens.append(None if tokens is None else 12)
+        columns.completion_tokens.append(tokens)
+        columns.cost_usd.append(cost)
+        columns.ts.append(T0 + offsets[request_id] + 1)
+        columns.replica.append("router-0")
+    return columns
 
 
 def write_history_file(path: Path) -> Path:

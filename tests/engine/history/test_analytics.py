@@ -178,6 +178,41 @@ def test_breakers(reader: HistoryReader):
     assert rows[3]["first_ts"] == START + timedelta(seconds=200)
 
 
+def test_gateway_attempts_failovers_and_time_to_first_token(reader: HistoryReader):
+    rows = reader.gateway()
+    assert [r["agent"] for r in rows] == ["mixtral", "gpt-4", "llama"]  # by attempts, then name
+    mixtral, gpt4, llama = rows
+    assert mixtral.pop("failure_kinds") == {"server_error": 1}  # approx() does not nest
+    # mixtral: d01's first attempt failed (503) and gpt-4 took over; it answered d02, and
+    # continued d07 after llama dropped mid-stream
+    assert mixtral == approx(
+        {
+            "agent": "mixtral",
+            "attempts": 3,
+            "successes": 2,
+            "failures": 1,
+            "failovers": 1,
+            "mid_stream_failures": 0,
+            "continuations": 1,
+            "ttft_p50_ms": 45.0,
+            "ttft_p95_ms": 49.5,
+            "latency_p50_ms": 200.0,
+            "completion_tokens": 50,
+            "cost_usd": 0.003,
+        }
+    )
+    # gpt-4's 429 on d09 was the request's last attempt: a failure, not a failover
+    assert (gpt4["failures"], gpt4["failovers"], gpt4["ttft_p50_ms"]) == (1, 0, 100.0)
+    assert gpt4["failure_kinds"] == {"rate_limited": 1} and gpt4["latency_p50_ms"] == 501.5
+    assert (llama["failovers"], llama["mid_stream_failures"], llama["failure_kinds"]) == (
+        1,
+        1,
+        {"dropped": 1},
+    )
+    # d07 and d09: one attempt each, by name
+    assert [r["agent"] for r in reader.gateway(since=T0 + HOUR)] == ["gpt-4", "llama", "mixtral"]
+
+
 def test_models(reader: HistoryReader):
     assert reader.models() == [
         {

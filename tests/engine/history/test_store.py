@@ -12,10 +12,12 @@ import duckdb
 import pytest
 
 from tests.engine.history.history_factory import (
+    ATTEMPTS,
     DAY,
     DECISIONS,
     T0,
     Clock,
+    attempt_columns,
     decision_columns,
     write_history,
 )
@@ -149,6 +151,7 @@ def test_export_is_incremental_and_a_reader_sees_exactly_the_rows(tmp_path: Path
     assert store.export() == {
         "decisions": 12,
         "outcomes": 13,
+        "attempts": 6,
         "agent_snapshots": 0,
         "breaker_transitions": 4,
         "model_versions": 2,
@@ -237,7 +240,7 @@ def test_a_version_1_file_is_migrated_and_keeps_its_rows(tmp_path: Path):
         con.execute(
             f"CREATE TABLE decisions ({_columns_without('decisions', 'willingness_to_pay', 'replica')})"
         )
-        con.execute(f"CREATE TABLE outcomes ({TABLES['outcomes']})")
+        con.execute(f"CREATE TABLE outcomes ({_columns_without('outcomes', 'stitched')})")
         for seq, request_id in enumerate(["old1", "old2"], start=1):
             con.execute(
                 "INSERT INTO decisions (seq, request_id, ts, mode, chosen, model_version) "
@@ -252,7 +255,7 @@ def test_a_version_1_file_is_migrated_and_keeps_its_rows(tmp_path: Path):
     with HistoryReader(path) as reader:  # reports read an unmigrated file as it is
         assert reader.agents()[0]["decisions"] == 2
     store = HistoryStore(HistoryConfig(path=path))
-    assert store.schema_version == SCHEMA_VERSION == 2
+    assert store.schema_version == SCHEMA_VERSION == 3
     assert store.query("SELECT request_id, willingness_to_pay, replica FROM decisions") == [
         ("old1", None, None),
         ("old2", None, None),
@@ -264,8 +267,54 @@ def test_a_version_1_file_is_migrated_and_keeps_its_rows(tmp_path: Path):
     assert store.integrity()["decisions_without_outcome"] == 2
     store.close()
     store = HistoryStore(HistoryConfig(path=path))  # opening again changes nothing
-    assert store.schema_version == 2 and store.integrity()["decisions"] == 3
+    assert store.schema_version == 3 and store.integrity()["decisions"] == 3
     store.close()
+
+
+def test_a_version_2_file_gains_attempts_and_stitched_outcomes(tmp_path: Path):
+    path = tmp_path / "v2.duckdb"
+    with duckdb.connect(str(path)) as con:  # what version 2 wrote: no attempts, no stitched
+        con.execute("CREATE TABLE schema_info (key VARCHAR PRIMARY KEY, value VARCHAR)")
+        con.execute("INSERT INTO schema_info VALUES ('schema_version', '2')")
+        con.execute(f"CREATE TABLE decisions ({TABLES['decisions']})")
+        con.execute(f"CREATE TABLE outcomes ({_columns_without('outcomes', 'stitched')})")
+        con.execute(
+            "INSERT INTO outcomes VALUES (1, 'old1', 'llama', true, 300, 0.8, 0.004, "
+            "make_timestamp(?), false)",
+            [int(T0 * 1e6)],
+        )
+    with HistoryReader(path) as reader:  # read as it is: no attempts yet
+        assert reader.gateway() == [] and reader.agents()[0]["outcomes"] == 1
+    with HistoryStore(HistoryConfig(path=path)) as store:
+        assert store.schema_version == 3
+        rows = OutcomeColumns()
+        rows.add("new1", "gpt-4", True, 900, 0.7, 0.01, T0 + 5, stitched=True)
+        store.append_outcomes(rows)
+        store.append_attempts(attempt_columns(ATTEMPTS[:2]))
+        assert store.query("SELECT request_id, stitched FROM outcomes ORDER BY seq") == [
+            ("old1", None),
+            ("new1", True),
+        ]
+        assert store.query("SELECT agent, failure_kind, status FROM attempts ORDER BY seq") == [
+            ("mixtral", "server_error", 503),
+            ("gpt-4", None, 200),
+        ]
+
+
+def test_agent_snapshots_never_hold_endpoint_header_values(tmp_path: Path):
+    from tinydancer.agents.agent import Agent
+    from tinydancer.agents.endpoint import Endpoint
+    from tinydancer.agents.registry import AgentRegistry
+
+    registry = AgentRegistry()
+    endpoint = Endpoint(base_url="http://127.0.0.1:9/v1", model="m", headers={"X-Org": "s3cret"})
+    registry.register(Agent(name="a", endpoint=endpoint))
+    with HistoryStore(HistoryConfig(path=tmp_path / "h.duckdb")) as store:
+        store.record_agent_snapshot(registry.snapshot())
+        stored = store.query("SELECT snapshot FROM agent_snapshots")[0][0]
+        assert "s3cret" not in stored and "X-Org" in stored
+        restored = AgentRegistry.restore(store.latest_agent_snapshot())
+    assert restored.get("a").gateway_unavailable({}) is not None  # say it, don't send "[redacted]"
 
 
 def test_a_file_from_a_newer_version_is_refused(tmp_path: Path):
@@ -284,10 +333,11 @@ def test_a_file_from_a_newer_version_is_refused(tmp_path: Path):
 def test_compaction_folds_old_rows_into_daily_aggregates(tmp_path: Path):
     clock = Clock()
     store = write_history(tmp_path / "h.duckdb", clock=clock, retention_days=1.5)
-    assert store.compact() == {"decisions": 0, "outcomes": 0}  # an hour in: nothing is old
+    assert store.compact() == {"decisions": 0, "outcomes": 0, "attempts": 0}  # an hour in
     assert store.query("SELECT count(*) FROM daily_aggregates") == [(0,)]
     clock.now = T0 + 2 * DAY + 1  # horizon 1.5 days: 2026-01-01 goes, 2026-01-02 stays
-    assert store.compact() == {"decisions": 10, "outcomes": 11}  # d01..d10, 9 first + 2 repeats
+    # d01..d10: 9 first outcomes + 2 repeats, and their 6 gateway attempts
+    assert store.compact() == {"decisions": 10, "outcomes": 11, "attempts": 6}
     rows = store.query(
         "SELECT agent, decisions, outcomes, successes, quality_sum, quality_count, cost_sum, "
         "latency_sum, latency_count, day FROM daily_aggregates ORDER BY agent"
@@ -311,5 +361,5 @@ def test_compaction_folds_old_rows_into_daily_aggregates(tmp_path: Path):
     store.close()
     with write_history(tmp_path / "keep.duckdb", clock=clock) as keep:  # retention_days=None
         clock.now = T0 + 365 * DAY
-        assert keep.compact() == {"decisions": 0, "outcomes": 0}
+        assert keep.compact() == {"decisions": 0, "outcomes": 0, "attempts": 0}
         assert keep.integrity()["decisions"] == 12

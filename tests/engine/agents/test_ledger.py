@@ -1,0 +1,113 @@
+"""The decision ledger: one-shot feedback for routed decisions, and for gateway answers one
+outcome per attempt (in order, once each) and one later quality report."""
+
+from __future__ import annotations
+
+import pytest
+
+from tinydancer.agents.agent import Agent
+from tinydancer.agents.ledger import Answer, DecisionLedger
+from tinydancer.agents.registry import AgentRegistry
+from tinydancer.errors import FeedbackError
+
+RID = "r" * 32
+
+
+@pytest.fixture
+def registry() -> AgentRegistry:
+    registry = AgentRegistry()
+    for name in ("a", "b", "c"):
+        registry.register(Agent(name=name))
+    return registry
+
+
+def gateway_ledger() -> DecisionLedger:
+    ledger = DecisionLedger(capacity=10)
+    ledger.remember(RID, ("a", "b", "c"), (0.9, None, 0.5), mode="gateway")
+    return ledger
+
+
+class refused:
+    """Expect a FeedbackError with this reason."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, error, trace) -> bool:
+        assert isinstance(error, FeedbackError), f"expected a refusal, got {error!r}"
+        assert error.reason == self.reason, error
+        return True
+
+
+def test_attempts_are_accepted_once_each_in_order_with_the_models_quality():
+    ledger = gateway_ledger()
+    assert ledger.record_attempt(RID, 0, "a") == 0.9
+    with refused("attempt_replayed"):
+        ledger.record_attempt(RID, 0, "a")
+    with refused("attempt_replayed"):
+        ledger.record_attempt(RID, 2, "c")  # 1 is missing
+    with refused("agent_mismatch"):
+        ledger.record_attempt(RID, 1, "zed")
+    assert ledger.record_attempt(RID, 1, "b") is None  # no head for b
+    ledger.finish(Answer(RID, "b", stitched=True, latency_ms=900, cost_usd=0.01))
+    with refused("attempt_replayed"):
+        ledger.record_attempt(RID, 2, "c")  # finished
+    with refused("not_open"):
+        ledger.finish(Answer(RID, "b"))
+
+
+def test_the_quality_report_is_settled_once_and_credited_to_the_finisher(registry):
+    ledger = gateway_ledger()
+    ledger.record_attempt(RID, 0, "a")
+    with refused("in_progress"):
+        ledger.settle(RID, None, registry, None, None, 0.8, None)
+    ledger.finish(Answer(RID, "b", stitched=True, latency_ms=900, cost_usd=0.01))
+    with refused("missing_quality"):
+        ledger.settle(RID, None, registry, True, None, None, None)
+    with refused("agent_mismatch"):
+        ledger.settle(RID, "a", registry, None, None, 0.8, None)
+    settled = ledger.settle(RID, None, registry, None, None, 0.8, None)
+    assert settled == ("r" * 32, "b", "gateway", True, 900, 0.01)
+    metrics = registry.metrics("b")
+    assert (metrics.requests, metrics.quality_count, metrics.quality_sum) == (0, 1, 0.8)
+    with refused("replayed"):
+        ledger.settle(RID, None, registry, None, None, 0.8, None)
+    assert ledger.refused["replayed"] == 1 and ledger.refused["agent_mismatch"] == 1
+
+
+def test_an_answer_nobody_gave_has_no_quality_to_report(registry):
+    ledger = gateway_ledger()
+    ledger.finish(Answer(RID, None))
+    with refused("no_answer"):
+        ledger.settle(RID, None, registry, None, None, 0.5, None)
+    assert RID not in ledger
+
+
+def test_routed_decisions_keep_their_guarantees(registry):
+    ledger = DecisionLedger()
+    ledger.remember("d1", ("a", "b"), (0.7, 0.6))
+    with refused("missing_field"):
+        ledger.settle("d1", None, registry, None, None, 0.9, None)
+    with refused("not_gateway"):
+        ledger.record_attempt("d1", 0, "a")
+    with refused("unknown_request"):
+        ledger.settle("nope", "a", registry, True, None, None, None)
+    settled = ledger.settle("d1", "b", registry, True, 120.0, 0.9, 0.001)
+    assert (settled.agent, settled.mode, settled.stitched) == ("b", "agent", False)
+    assert registry.metrics("b").requests == 1
+    with refused("replayed"):
+        ledger.settle("d1", "b", registry, True, None, None, None)
+    assert set(ledger.refused) >= {"unknown_request", "replayed", "agent_mismatch"}
+
+
+def test_capacity_evicts_gateway_state_with_its_decision():
+    ledger = DecisionLedger(capacity=2)
+    for i in range(3):
+        ledger.remember(f"g{i}", ("a",), (None,), mode="gateway")
+        ledger.record_attempt(f"g{i}", 0, "a")
+    assert "g0" not in ledger and "g0" not in ledger._attempts
+    with refused("unknown_request"):
+        ledger.record_attempt("g0", 1, "a")

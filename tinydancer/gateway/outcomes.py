@@ -1,0 +1,133 @@
+"""What a gateway request leaves behind, and who receives it.
+
+Every attempt produces one `AttemptOutcome` (a plain tuple, so a replica can ship them
+in columnar batches: `AttemptColumns.from_outcomes`), the answer one `Answer` (the
+ledger's), and a later quality report one `Settled`. The gateway checks each against
+its ledger (once per attempt, in order) and hands it to an `OutcomeSink`:
+
+* `LocalSink(registry, breaker, history)`: in process, applies attempts to the agent's
+  metrics, bandit and breaker at once, and appends rows to a `HistoryStore` (or none);
+* in a serving layer, a sink that queues them for whoever owns the shared state.
+
+    sink = LocalSink(router.registry, router.breaker, history=store)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any, NamedTuple, Protocol
+
+from tinydancer.agents.ledger import Answer, Settled
+from tinydancer.agents.types import AgentDecision, AgentRequest
+from tinydancer.gateway.upstream import NOT_THE_AGENTS_FAULT
+from tinydancer.history.records import AttemptColumns, OutcomeColumns, from_agent_decisions
+
+__all__ = ["AttemptOutcome", "LocalSink", "OutcomeSink"]
+
+
+class AttemptOutcome(NamedTuple):
+    """One attempt of one gateway request (`failure_kind` None = it answered).
+
+    `mid_stream`: it failed after part of its answer reached the client; `continued`:
+    it continued another agent's partial answer; `teaches_bandit`: whether its success
+    or failure should update the agent's posterior (see GatewayConfig.await_quality_feedback);
+    `model_quality`: the offline model's prediction for the agent (the bandit's context).
+    """
+
+    request_id: str
+    attempt: int
+    agent: str
+    failure_kind: str | None
+    latency_ms: float
+    ttft_ms: float | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    cost_usd: float | None
+    mid_stream: bool = False
+    continued: bool = False
+    status: int | None = None
+    retry_after_s: float | None = None
+    teaches_bandit: bool = True
+    model_quality: float | None = None
+    ts: float = 0.0
+
+    @property
+    def success(self) -> bool:
+        return self.failure_kind is None
+
+    @property
+    def counts_against_agent(self) -> bool:
+        return self.failure_kind not in NOT_THE_AGENTS_FAULT
+
+
+class OutcomeSink(Protocol):
+    """Receives what the gateway produced, in order, exactly once each."""
+
+    def decided(self, request: AgentRequest, decision: AgentDecision) -> None: ...
+    def attempted(self, outcomes: Sequence[AttemptOutcome]) -> None: ...
+    def answered(self, answer: Answer) -> None: ...
+    def settled(self, settled: Settled, quality: float) -> None: ...
+
+
+class LocalSink:
+    """In-process learning and history: attempts update the registry and the breaker now."""
+
+    def __init__(
+        self,
+        registry: Any,
+        breaker: Any,
+        history: Any | None = None,
+        *,
+        replica: str | None = None,
+        max_retry_after_s: float = 300.0,
+    ) -> None:
+        self.registry = registry
+        self.breaker = breaker
+        self.history = history
+        self.replica = replica
+        self.max_retry_after_s = max_retry_after_s
+
+    def decided(self, request: AgentRequest, decision: AgentDecision) -> None:
+        if self.history is not None:
+            self.history.append_decisions(
+                from_agent_decisions([request], [decision], ts=time.time(), replica=self.replica)
+            )
+
+    def attempted(self, outcomes: Sequence[AttemptOutcome]) -> None:
+        for o in outcomes:
+            if o.counts_against_agent and o.agent in self.registry:
+                self.registry.record_outcome(
+                    o.request_id,
+                    o.agent,
+                    o.success,
+                    o.latency_ms,
+                    None,
+                    o.cost_usd,
+                    model_quality=o.model_quality,
+                    learn=o.teaches_bandit,
+                )
+                if o.failure_kind == "rate_limited" and o.retry_after_s is not None:
+                    seconds = min(o.retry_after_s, self.max_retry_after_s)
+                    self.breaker.cool_down(o.agent, seconds)
+                else:
+                    self.breaker.record(o.agent, o.success, o.request_id)
+        if self.history is not None:
+            self.history.append_attempts(AttemptColumns.from_outcomes(outcomes, self.replica))
+
+    def answered(self, answer: Answer) -> None:
+        """Nothing to apply: the attempts carried the outcome; the answer awaits its quality."""
+
+    def settled(self, settled: Settled, quality: float) -> None:
+        if self.history is not None:
+            rows = OutcomeColumns()
+            rows.add(
+                settled.request_id,
+                settled.agent,
+                True,
+                settled.latency_ms,
+                quality,
+                settled.cost_usd,
+                stitched=settled.stitched,
+            )
+            self.history.append_outcomes(rows)
