@@ -27,6 +27,7 @@ from tinydancer.agents.registry import AgentRegistry
 from tinydancer.errors import FeedbackError, TinyDancerError
 from tinydancer.history.records import DecisionColumns, OutcomeColumns
 from tinydancer.history.store import HistoryConfig, HistoryStore
+from tinydancer.model.weights import load_model, shipped_model_path
 
 __all__ = [
     "AgentRegistryActor",
@@ -142,6 +143,10 @@ class AgentRegistryActor:
             if args.register_default_agents:
                 for spec in default_agents:
                     self.registry.register(Agent.model_validate(spec))
+        # Refuse agents whose specialization does not fit the model (one would break every route).
+        self.registry.embedding_dim = load_model(
+            args.agent_model_path or shipped_model_path("agent"), expect_mode="agent"
+        ).embedding.dim
         self.ledger = DecisionLedger(capacity=1_000_000)
         self._waiters: dict[str, asyncio.Event] = {}
         self._persisted_version = -1

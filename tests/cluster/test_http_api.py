@@ -212,6 +212,16 @@ def test_agent_administration_needs_the_token(http, admin):
     assert http.get("/v1/agents/test-agent").status_code == 404
 
 
+def test_a_specialization_that_does_not_fit_the_model_is_refused(http, admin):
+    spec = {"name": "short-specialist", "specialization": [1.0] * 10}
+    reply = http.post("/v1/agents", json=spec, headers=admin)
+    assert reply.status_code == 422, reply.text
+    assert reply.json()["field"] == "specialization"
+    assert "384 values" in reply.json()["expected"]
+    assert http.get("/v1/agents/short-specialist").status_code == 404
+    assert http.post("/v1/route", json={"embedding": [0.1] * 384}).status_code == 200
+
+
 def test_observability_endpoints(http):
     assert http.get("/healthz").json()["status"] == "ok"
     spec = http.get("/openapi.json").json()

@@ -44,6 +44,10 @@ class AgentRegistry:
         self.bandit_config = bandit_config or BanditConfig()
         self.recent_decay = decay_for_half_life(recent_half_life_outcomes)
         self.known_to_model = frozenset(known_to_model)
+        # The serving model's embedding dimension (set by the router that uses this registry):
+        # an agent whose specialization has another length is refused at registration, so that
+        # one bad registration cannot make every route fail.
+        self.embedding_dim: int | None = None
         self._agents: dict[str, Agent] = {}
         self._metrics: dict[str, AgentMetrics] = {}
         self._posteriors: dict[str, Posterior] = {}
@@ -105,6 +109,7 @@ class AgentRegistry:
     def register(self, agent: Agent) -> Agent:
         if agent.name in self._agents:
             raise DuplicateAgentError(agent.name)
+        self._check_specialization(agent)
         self._agents[agent.name] = agent
         self._metrics[agent.name] = AgentMetrics(self.recent_decay)
         self._posteriors[agent.name] = self._prior(agent)
@@ -125,9 +130,23 @@ class AgentRegistry:
             raise InvalidRequestError(
                 ".".join(str(p) for p in first["loc"]), first.get("input"), first["msg"]
             ) from None
+        self._check_specialization(updated)
         self._agents[name] = updated
         self.version += 1
         return updated
+
+    def _check_specialization(self, agent: Agent) -> None:
+        dim = self.embedding_dim
+        if (
+            dim is not None
+            and agent.specialization is not None
+            and len(agent.specialization) != dim
+        ):
+            raise InvalidRequestError(
+                "specialization",
+                f"{len(agent.specialization)} values",
+                f"{dim} values (the model's embedding dimension)",
+            )
 
     def remove(self, name: str) -> Agent:
         agent = self._require(name)

@@ -89,6 +89,7 @@ class AgentRouter:
             model if model is not None else self._read(self.config.model_path)
         )
         self.registry.set_known_to_model(self._model.heads)
+        self.registry.embedding_dim = self._model.model.embedding.dim
         self._snapshot: RoutingSnapshot | None = None
         if self.config.warm:
             self._warm()
@@ -395,6 +396,7 @@ class AgentRouter:
         rebuild the routing snapshot off the request path."""
         with self._lock:
             registry.set_known_to_model(self._model.heads)
+            registry.embedding_dim = self._model.model.embedding.dim
             self.registry, self.breaker, self._snapshot = registry, breaker, None
             self._permits.clear()
             self.snapshot()

@@ -499,3 +499,18 @@ def test_the_full_ranking_lists_every_eligible_agent_best_first_with_model_quali
     assert list(scores.values()) == sorted(scores.values(), reverse=True)
     assert all(q is not None and 0 <= q <= 1 for _, q in ranking)  # the model knows them all
     assert dict(ranking)[decision.agent] == pytest.approx(decision.model_quality)
+
+
+def test_a_specialization_of_the_wrong_length_is_refused_and_routing_goes_on():
+    registry = AgentRegistry.for_model(MODEL)
+    router = AgentRouter(registry, config=AgentRouterConfig(warm=False))
+    bad = Agent(name="short-specialist", specialization=tuple([1.0] * 10))
+    with pytest.raises(InvalidRequestError) as err:
+        registry.register(bad)
+    assert err.value.field == "specialization"
+    assert "10 values" in str(err.value) and "384 values" in str(err.value)
+    with pytest.raises(InvalidRequestError):
+        registry.update(NAMES[0], specialization=[1.0] * 10)
+    assert "short-specialist" not in registry
+    request = AgentRequest(embedding=np.ones(MODEL.embedding.dim, np.float32))
+    assert router.route(request).agent in NAMES
