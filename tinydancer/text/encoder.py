@@ -29,7 +29,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tinydancer.errors import ConfigError, InvalidRequestError
 from tinydancer.text.bert import HIDDEN
 
-__all__ = ["EncoderStats", "TextEncoder", "TextEncoderConfig", "default_encoder"]
+__all__ = [
+    "EncoderStats",
+    "LazyEncoder",
+    "TextEncoder",
+    "TextEncoderConfig",
+    "default_encoder",
+]
 
 
 class TextEncoderConfig(BaseModel):
@@ -235,3 +241,24 @@ def default_encoder() -> TextEncoder:
         if _default is None:
             _default = TextEncoder()
         return _default
+
+
+class LazyEncoder:
+    """The process's shared `td.TextEncoder`, loaded on the first text to encode (so a
+    router that only sees embeddings never loads it; without weights, only text
+    requests fail, with the install line)."""
+
+    def __init__(self) -> None:
+        self.loaded: Any = None
+
+    def _encoder(self) -> Any:
+        if self.loaded is None:
+            self.loaded = default_encoder()
+        return self.loaded
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        return np.asarray(self._encoder().encode(texts))
+
+    def encode_counted(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        vectors, counts = self._encoder().encode_counted(texts)
+        return vectors, counts

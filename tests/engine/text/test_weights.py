@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
+from tests.engine.conftest import weights_or_skip
 from tinydancer.errors import ModelFileError
 from tinydancer.text import weights
 from tinydancer.text.weights import (
@@ -18,8 +19,6 @@ from tinydancer.text.weights import (
     find_encoder_dir,
     load_encoder_tensors,
 )
-
-from .conftest import weights_or_skip
 
 
 def _fake_dir(path: Path) -> Path:
