@@ -11,7 +11,7 @@
     gateway = td.Gateway(agents, encoder)  # OpenAI-compatible chat completions, in any asyncio app
 
 Every name a user writes is here, as `td.<Name>`; the subpackages (`tinydancer.model`,
-`.candidates`, `.agents`, `.gateway`, `.history`, `.evaluation`, `.training`, `.cli`) hold the
+`.candidates`, `.agents`, `.text`, `.gateway`, `.history`, `.evaluation`, `.training`, `.cli`) hold the
 implementation. Importing the package is cheap and has no side effects: JAX, pydantic
 and the model code load on first use of a name below (PEP 562 lazy attributes), and
 nothing is pinned, configured or read from the environment.
@@ -90,6 +90,8 @@ _LAZY: dict[str, str] = {
     "evaluate": "tinydancer.evaluation.offline",
     "replay": "tinydancer.evaluation.online",
     "pin_to_core": "tinydancer.runtime",
+    "TextEncoder": "tinydancer.text.encoder",
+    "TextEncoderConfig": "tinydancer.text.encoder",
 }
 
 __all__ = [
@@ -144,6 +146,8 @@ __all__ = [
     "RoutingOutcomes",
     "RoutingRequest",
     "RoutingResponse",
+    "TextEncoder",
+    "TextEncoderConfig",
     "TinyDancerError",
     "Transition",
     "UnknownAgentError",
@@ -255,3 +259,4 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from tinydancer.runtime import (
         pin_to_core,
     )
+    from tinydancer.text.encoder import TextEncoder, TextEncoderConfig

@@ -64,6 +64,8 @@ PUBLIC_API = [
     "RoutingOutcomes",
     "RoutingRequest",
     "RoutingResponse",
+    "TextEncoder",
+    "TextEncoderConfig",
     "TinyDancerError",
     "Transition",
     "UnknownAgentError",

@@ -33,6 +33,7 @@ from tinydancer.agents.ledger import DecisionLedger
 from tinydancer.agents.registry import AgentRegistry
 from tinydancer.agents.requests import REQ, eligible_agents, message_sequence, request_row
 from tinydancer.agents.snapshot import OUT, RoutingSnapshot, build_snapshot
+from tinydancer.agents.text import Encoder, with_embeddings, with_tokens
 from tinydancer.agents.types import AgentDecision, AgentRequest
 from tinydancer.errors import (
     AgentsUnavailableError,
@@ -45,6 +46,7 @@ from tinydancer.model.quantization import pack
 from tinydancer.model.staging import bucket_for
 from tinydancer.model.weights import RouterModel, load_model, shipped_model_path
 from tinydancer.runtime import use_sync_dispatch
+from tinydancer.text.encoder import LazyEncoder
 
 __all__ = ["AgentRouter", "AgentRouterConfig", "ColumnarDecisions"]
 
@@ -71,6 +73,7 @@ class AgentRouter:
         *,
         model: RouterModel | None = None,
         clock: Any = time.time,
+        encoder: Encoder | None = None,  # text / chat requests; default: the shared one, lazily
     ) -> None:
         self.config = config or AgentRouterConfig()
         if self.config.sync_dispatch:
@@ -80,6 +83,7 @@ class AgentRouter:
             breaker if breaker is not None else CircuitBreaker(clock=clock)
         )
         self._clock = clock
+        self.encoder: Encoder = encoder if encoder is not None else LazyEncoder()
         self._lock = threading.Lock()
         self._offsets = np.random.default_rng(self.config.seed)
         self._pool: tuple[int, Any] | None = None  # (agent bucket, (P, A, 2) normals on the device)
@@ -195,7 +199,6 @@ class AgentRouter:
             )
         return self._pool[1]
 
-    # -- request preparation ------------------------------------------------------------------
     # -- routing ---------------------------------------------------------------------------
     def route(self, request: AgentRequest) -> AgentDecision:
         return self.route_batch([request])[0]
@@ -207,6 +210,7 @@ class AgentRouter:
         if not requests:
             return []
         start = time.perf_counter_ns()
+        requests, tokens = with_embeddings(requests, self.encoder, self.config.max_messages)
         model = self._model
         dim = model.model.embedding.dim
         with self._lock:
@@ -236,10 +240,11 @@ class AgentRouter:
                 eligible[i] = eligible_agents(request, snap)
             out = self._score(model, snap, messages, rows, eligible)
             elapsed = (time.perf_counter_ns() - start) / 1e3
-            return [
+            decisions = [
                 self._decide(request, out[i], snap, elapsed, remember)
                 for i, request in enumerate(requests)
             ]
+        return with_tokens(decisions, tokens)
 
     def _score(
         self,

@@ -57,7 +57,9 @@ class Constraints:
 
 @dataclass(frozen=True, slots=True)
 class AgentRequest:
-    """One request to route: an `embedding`, or a conversation as `messages` (oldest first).
+    """One request to route: an `embedding`, or a conversation as `messages` (oldest first)
+    of embeddings; or, encoded by the router's text encoder, a prompt as `text`, or a
+    conversation as `chat` (OpenAI-style messages: {"role", "content"}). Exactly one.
 
     `willingness_to_pay` (USD per unit of quality) replaces the objective's cost weight:
     utility = quality - cost / willingness_to_pay - ... — the cost-quality knob.
@@ -72,6 +74,8 @@ class AgentRequest:
     expected_tokens: float | None = None
     constraints: Constraints = field(default_factory=Constraints)
     request_id: str | None = None
+    text: str | None = None
+    chat: Sequence[Mapping[str, Any]] | None = None
 
     def objective_weights(self) -> tuple[float, float, float, float]:
         if self.optimize_for not in OBJECTIVES:
@@ -149,6 +153,7 @@ class AgentDecision:
     probe: bool = False  # sent to test a half-open circuit, whatever the scores said
     inference_time_us: float = 0.0
     rank_all: Callable[[], Sequence[tuple[str, float | None]]] | None = None
+    text_tokens: int | None = None  # tokens the encoder read (text and chat requests)
 
     @cached_property
     def ranking(self) -> Sequence[tuple[str, float | None]]:
@@ -210,4 +215,5 @@ class AgentDecision:
             "propensity": self.propensity,
             "fallback": self.fallback,
             "probe": self.probe,
+            **({} if self.text_tokens is None else {"text_tokens": self.text_tokens}),
         }

@@ -32,6 +32,7 @@ from tinydancer.candidates.kernel import (
     ROW_UNC,
     LoadedModel,
 )
+from tinydancer.candidates.text import with_text_embeddings
 from tinydancer.candidates.types import BatchScores, CandidateBatch, RoutingRequest, RoutingResponse
 from tinydancer.errors import EmbeddingError, InvalidRequestError, ModelFileError
 from tinydancer.model.conformal import uncertainty_table
@@ -47,6 +48,7 @@ from tinydancer.model.staging import (
 )
 from tinydancer.model.weights import RouterModel, load_model, shipped_model_path
 from tinydancer.runtime import use_sync_dispatch
+from tinydancer.text.encoder import LazyEncoder
 
 __all__ = ["Router", "RouterStats"]
 
@@ -80,8 +82,10 @@ class Router:
         *,
         model: RouterModel | None = None,
         clock: Any = time.time,
+        encoder: Any = None,  # query_text / candidate text; default: the shared one, lazily
     ) -> None:
         self.config = config or RouterConfig()
+        self.encoder = encoder if encoder is not None else LazyEncoder()
         self._clock = clock
         if self.config.sync_dispatch:
             use_sync_dispatch()
@@ -319,6 +323,7 @@ class Router:
         """Score, bound and rank every candidate of one query."""
         start = time.perf_counter_ns()
         loaded = self._loaded
+        request = with_text_embeddings(request, self.encoder)
         query, batch, embeddings = self._batch(request, loaded.dim)
         n = embeddings.shape[0]
         if n > MAX_BUCKET:

@@ -42,6 +42,7 @@ class Candidate:
     access_count: int = 0
     success_rate: float = 0.0
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    text: str | None = None  # instead of `embedding` (None): encoded by the router
 
 
 def metadata_overlap(candidate: Mapping[str, Any], request: Mapping[str, Any] | None) -> float:
@@ -112,19 +113,21 @@ class CandidateBatch:
 
 @dataclass(frozen=True, slots=True)
 class RoutingRequest:
-    """A query embedding and its candidates (a list of `Candidate` or a `CandidateBatch`).
+    """A query embedding and its candidates (a list of `Candidate` or a `CandidateBatch`);
+    or a `query_text` and candidates with `text`, which the router's text encoder embeds.
 
     `embedding_model`, when given, must name the model the router's weights were trained
     for (all-MiniLM-L6-v2 for the shipped ones); `tags` is the request's bitset for
     `CandidateBatch.tags`.
     """
 
-    query_embedding: Any
-    candidates: Sequence[Candidate] | CandidateBatch
+    query_embedding: Any = None
+    candidates: Sequence[Candidate] | CandidateBatch = ()
     metadata: Mapping[str, Any] | None = None
     tags: int | None = None
     request_id: str | None = None
     embedding_model: str | None = None
+    query_text: str | None = None  # instead of `query_embedding`: encoded by the router
 
 
 @dataclass(frozen=True, slots=True)

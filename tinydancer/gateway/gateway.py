@@ -1,6 +1,6 @@
 """`Gateway`: an OpenAI-compatible chat-completions endpoint as an engine object.
 
-    gateway = td.Gateway(router, encoder)              # an AgentRouter, a text encoder
+    gateway = td.Gateway(router)                       # an AgentRouter (its text encoder)
     response = await gateway.chat_completions(body)    # bytes as received, or a dict
     response.status, response.headers                  # x-tinydancer-request-id always
     response.body                                      # JSON answer or OpenAI-style error
@@ -85,7 +85,7 @@ class Gateway:
     def __init__(
         self,
         router: Any,
-        encoder: TextEncoder,
+        encoder: TextEncoder | None = None,
         config: GatewayConfig | None = None,
         *,
         client: httpx.AsyncClient | None = None,
@@ -93,10 +93,11 @@ class Gateway:
         environ: Mapping[str, str] | None = None,
     ) -> None:
         """router: an `AgentRouter` (its registry holds the agents and their endpoints);
+        encoder: turns messages into embeddings (default: the router's, `td.TextEncoder`);
         sink: where attempts and answers go (default: `LocalSink` on the router's own
         registry and breaker, no history); environ: where API keys are read (os.environ)."""
         self.router = router
-        self.encoder = encoder
+        self.encoder: TextEncoder = encoder if encoder is not None else router.encoder
         self.config = config or GatewayConfig()
         self.environ: Mapping[str, str] = os.environ if environ is None else environ
         self.sink: OutcomeSink = sink or LocalSink(

@@ -38,6 +38,7 @@ def make_router(
     seed: int = 0,
     breaker: CircuitBreaker | None = None,
     extra: list[Agent] | None = None,
+    encoder=None,
     **config,
 ) -> AgentRouter:
     registry = AgentRegistry(known_to_model=NAMES)
@@ -57,6 +58,7 @@ def make_router(
         breaker,
         AgentRouterConfig(explore=explore, seed=seed, warm=False, **config),
         model=MODEL,
+        encoder=encoder,
     )
 
 
