@@ -14,6 +14,7 @@ namespace; `get_or_create` makes every replica find the same ones.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -22,10 +23,11 @@ import ray
 from cluster.config import AppArgs
 from tinydancer.agents.agent import Agent
 from tinydancer.agents.breaker import BreakerConfig, CircuitBreaker
-from tinydancer.agents.ledger import DecisionLedger, LedgerEntry
+from tinydancer.agents.ledger import Answer, DecisionLedger, LedgerEntry
 from tinydancer.agents.registry import AgentRegistry
 from tinydancer.errors import FeedbackError, TinyDancerError
-from tinydancer.history.records import DecisionColumns, OutcomeColumns
+from tinydancer.gateway.outcomes import AttemptOutcome, teach_breaker, teach_registry
+from tinydancer.history.records import AttemptColumns, DecisionColumns, OutcomeColumns
 from tinydancer.history.store import HistoryConfig, HistoryStore
 from tinydancer.model.weights import load_model, shipped_model_path
 
@@ -37,6 +39,7 @@ __all__ = [
     "get_or_create",
 ]
 
+log = logging.getLogger("tinydancer.actors")
 REGISTRY, BREAKER, HISTORY = "tinydancer-registry", "tinydancer-breaker", "tinydancer-history"
 
 
@@ -77,13 +80,18 @@ class HistoryStoreActor:
             self._ticker = asyncio.get_running_loop().create_task(self._tick())
 
     async def append(
-        self, decisions: DecisionColumns | None, outcomes: OutcomeColumns | None
+        self,
+        decisions: DecisionColumns | None,
+        outcomes: OutcomeColumns | None,
+        attempts: AttemptColumns | None = None,
     ) -> int:
         self._ensure_ticker()
         if decisions is not None:
             self.store.append_decisions(decisions)
         if outcomes is not None:
             self.store.append_outcomes(outcomes)
+        if attempts is not None:
+            self.store.append_attempts(attempts)
         return self.store.buffered_rows
 
     async def record_agent_snapshot(self, snapshot: dict[str, Any]) -> None:
@@ -180,36 +188,56 @@ class AgentRegistryActor:
     async def remember_decisions(self, entries: list[LedgerEntry]) -> None:
         self.ledger.remember_entries(entries)
         for entry in entries:
-            waiter = self._waiters.pop(entry.request_id, None)
-            if waiter is not None:
-                waiter.set()
+            self._wake(entry.request_id)
+
+    def _wake(self, request_id: str) -> None:
+        waiter = self._waiters.pop(request_id, None)
+        if waiter is not None:
+            waiter.set()
 
     async def record_feedback(
         self,
         request_id: str,
-        agent: str,
-        success: bool,
+        agent: str | None,
+        success: bool | None,
         latency_ms: float | None,
         quality: float | None,
         cost_usd: float | None,
     ) -> dict[str, Any]:
-        """Validate against the ledger (waiting briefly for a decision still in flight), then learn."""
+        """Validate against the ledger (waiting briefly for a decision, or a gateway answer,
+        still on its way from a replica), then learn."""
         self._ensure_persister()
-        if request_id not in self.ledger and self.feedback_wait_s > 0:
-            event = self._waiters.setdefault(request_id, asyncio.Event())
-            try:
-                await asyncio.wait_for(event.wait(), self.feedback_wait_s)
-            except TimeoutError:
-                self._waiters.pop(request_id, None)
+        if not self.ledger.ready_for_feedback(request_id) and self.feedback_wait_s > 0:
+            deadline = time.monotonic() + self.feedback_wait_s
+            while not self.ledger.ready_for_feedback(request_id):
+                event = self._waiters.setdefault(request_id, asyncio.Event())
+                try:
+                    await asyncio.wait_for(event.wait(), deadline - time.monotonic())
+                except TimeoutError:
+                    self._waiters.pop(request_id, None)
+                    break
         try:
-            entry = self.ledger.settle(
+            settled = self.ledger.settle(
                 request_id, agent, self.registry, success, latency_ms, quality, cost_usd
             )
-            return {"accepted": True, "mode": entry.mode}
+            return {"accepted": True, **settled._asdict()}
         except FeedbackError as exc:
             return {"accepted": False, **exc.to_dict()}
         except TinyDancerError as exc:
             return {"accepted": False, "reason": "invalid", **exc.to_dict()}
+
+    async def record_gateway(self, attempts: list[AttemptOutcome], answers: list[Answer]) -> int:
+        """A replica's gateway attempts (validated there, in order) teach the registry in
+        bulk; finished answers await their quality report in the shared ledger."""
+        self._ensure_persister()
+        teach_registry(self.registry, attempts)
+        for answer in answers:
+            try:
+                self.ledger.finish(answer)
+            except FeedbackError as exc:  # aged out of the ledger: its quality cannot come
+                log.warning("answer %s not kept for feedback: %s", answer.request_id, exc)
+            self._wake(answer.request_id)
+        return len(attempts)
 
     # -- agent administration --------------------------------------------------------------------
     async def call(self, method: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -285,6 +313,13 @@ class CircuitBreakerActor:
         state = self.breaker.record(agent, success, request_id)
         await self._report()
         return state.value
+
+    async def record_attempts(
+        self, attempts: list[AttemptOutcome], max_retry_after_s: float
+    ) -> None:
+        """A replica's gateway attempts, in order: circuit transitions and 429 cooldowns."""
+        teach_breaker(self.breaker, attempts, max_retry_after_s)
+        await self._report()
 
     async def snapshot_if_newer(self, version: int) -> dict[str, Any] | None:
         snapshot = self.breaker.snapshot()  # refreshes cooldowns, may record transitions

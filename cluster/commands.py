@@ -37,8 +37,9 @@ def _serve_arguments(serve: argparse.ArgumentParser) -> None:
         "--request-timeout-s",
         type=float,
         default=None,
-        help="the proxy answers 408 after this long without a response "
-        "(default: cluster.runner.REQUEST_TIMEOUT_S, 10 s; 0: wait forever)",
+        help="the proxy answers 408 after this long without a complete response, streams "
+        "included (default: cluster.runner.REQUEST_TIMEOUT_S, the gateway's 600 s deadline + 5; "
+        "0: wait forever)",
     )
 
 

@@ -8,8 +8,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tinydancer.agents.agent import Agent
 from tinydancer.agents.bandit import BanditConfig
 from tinydancer.agents.breaker import BreakerConfig
+from tinydancer.gateway.config import GatewayConfig
 
 __all__ = ["AppArgs", "AutoscalingArgs", "admin_token_from"]
 
@@ -91,12 +93,28 @@ class AppArgs(BaseModel):
         default_factory=BanditConfig,
         description="online learning of a new registry (a restored one keeps its own)",
     )
+    gateway: GatewayConfig = Field(
+        default_factory=GatewayConfig,
+        description="/v1/chat/completions: profiles, failover bounds, the deadline, limits",
+    )
+    agents: list[dict[str, Any]] | None = Field(
+        None,
+        description="a fresh registry's agents, as POST /v1/agents takes them (endpoint and "
+        "fallbacks included); None = the default pool",
+    )
     register_default_agents: bool = Field(
         True, description="a fresh registry starts with the default pool"
     )
     feedback_wait_s: float = Field(
         1.0, ge=0, description="how long feedback waits for its decision to arrive"
     )
+
+    @field_validator("agents")
+    @classmethod
+    def _valid_agents(cls, value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        for spec in value or []:
+            Agent.model_validate(spec)  # a bad entry fails at build time, naming its field
+        return value
 
     @field_validator("admin_token")
     @classmethod

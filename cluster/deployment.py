@@ -16,12 +16,13 @@ from typing import Any
 import numpy as np
 import ray
 from fastapi import Request
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
 from ray import serve
 
 from cluster import actors
 from cluster.config import AppArgs
 from cluster.default_agents import DEFAULT_AGENTS
+from cluster.gateway import CHAT_OPENAPI, OPENAI_ERROR_RESPONSES, LazyEncoder, to_http
 from cluster.http import AdminAuth, OrjsonResponse, create_api, query_options, read_json
 from cluster.http_models import (
     ERROR_RESPONSES,
@@ -82,7 +83,7 @@ class RouterDeployment:
                 pin_to_core(rank % (os.cpu_count() or 1))
         self.auth = AdminAuth(self.args.admin_token or "")
         self.registry_actor, self.breaker_actor, self.history_actor = actors.get_or_create(
-            self.args, DEFAULT_AGENTS
+            self.args, DEFAULT_AGENTS if self.args.agents is None else self.args.agents
         )
         self.metrics = ReplicaMetrics(self.replica)
         self.state = ReplicaState(
@@ -93,6 +94,7 @@ class RouterDeployment:
             self.breaker_actor,
             self.history_actor,
             self.metrics,
+            LazyEncoder(),
         )
         self._route_batched.set_max_batch_size(self.args.batch_max_size)  # type: ignore[attr-defined]
         self._route_batched.set_batch_wait_timeout_s(self.args.batch_wait_timeout_s)  # type: ignore[attr-defined]
@@ -211,13 +213,40 @@ class RouterDeployment:
             raise error
         return result
 
+    # -- the OpenAI-compatible gateway -------------------------------------------------------
+    @api.post("/v1/chat/completions", responses=OPENAI_ERROR_RESPONSES, openapi_extra=CHAT_OPENAPI)
+    async def chat_completions(self, request: Request) -> Response:
+        """Route, forward (streaming or not), fail over and learn; OpenAI's contract."""
+        self.state.ensure_background()
+        started = time.perf_counter()
+        response = await self.state.gateway.chat_completions(await request.body())
+        self.metrics.route_latency.labels("chat_completions").observe(time.perf_counter() - started)
+        return to_http(response)
+
+    @api.get("/v1/models", responses=OPENAI_ERROR_RESPONSES)
+    async def models(self) -> Any:
+        """The routing profiles, then the agents with an endpoint."""
+        return OrjsonResponse(self.state.gateway.models())
+
     @api.get("/v1/agents", responses=ERROR_RESPONSES)
     async def list_agents(self) -> Any:
-        return await self._registry_call("list")
+        agents = await self._registry_call("list")
+        if isinstance(agents, list):
+            for agent in agents:
+                self._gateway_status(agent)
+        return agents
 
     @api.get("/v1/agents/{name:path}", responses=ERROR_RESPONSES)
     async def get_agent(self, name: str) -> Any:
-        return await self._registry_call("stats", name)
+        stats = await self._registry_call("stats", name)
+        if isinstance(stats, dict) and isinstance(stats.get("agent"), dict):
+            self._gateway_status(stats["agent"])
+        return stats
+
+    def _gateway_status(self, agent: dict[str, Any]) -> None:
+        """Whether this replica's gateway can forward to the agent (its key is read here)."""
+        reason = self.state.gateway.unavailable().get(agent["name"])
+        agent["gateway_unavailable"] = reason
 
     @api.post("/v1/agents", status_code=201, responses=ERROR_RESPONSES)
     async def register_agent(self, body: Agent, request: Request) -> Any:

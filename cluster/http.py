@@ -22,6 +22,7 @@ from tinydancer.errors import (
     AgentsUnavailableError,
     DuplicateAgentError,
     FeedbackError,
+    GatewayError,
     InvalidRequestError,
     ModelFileError,
     NoEligibleAgentError,
@@ -77,7 +78,7 @@ class BodyLimit:
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await self._reject(send)
+            await self._reject(scope, send)
             return
         seen = 0
 
@@ -92,18 +93,27 @@ class BodyLimit:
         try:
             await self.app(scope, counting_receive, send)
         except _TooLarge:
-            await self._reject(send)
+            await self._reject(scope, send)
 
-    async def _reject(self, send: Send) -> None:
-        response = JSONResponse(
-            {
-                "error": "PayloadTooLarge",
-                "field": "body",
-                "message": f"request body exceeds {self.limit} bytes",
-            },
-            status_code=413,
-        )
+    async def _reject(self, scope: Scope, send: Send) -> None:
+        message = f"request body exceeds {self.limit} bytes"
+        if is_openai_path(scope.get("path", "")):
+            error = GatewayError(413, message, param="body", code="request_too_large")
+            response = JSONResponse(error.openai_body(), status_code=413)
+        else:
+            response = JSONResponse(
+                {"error": "PayloadTooLarge", "field": "body", "message": message},
+                status_code=413,
+            )
         await response(scope={"type": "http"}, receive=None, send=send)  # type: ignore[arg-type]
+
+
+def is_openai_path(path: str) -> bool:
+    """The OpenAI-compatible routes answer errors in OpenAI's shape."""
+    return path.startswith(OPENAI_PATHS)
+
+
+OPENAI_PATHS = ("/v1/chat/", "/v1/models")
 
 
 class _TooLarge(Exception):
@@ -155,12 +165,16 @@ def create_api(max_body_bytes: Any) -> FastAPI:
         )
 
     @api.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = getattr(exc, "headers", None)
+        if is_openai_path(request.url.path):
+            error = GatewayError(exc.status_code, str(exc.detail))
+            return JSONResponse(error.openai_body(), status_code=exc.status_code, headers=headers)
         field = "body" if exc.status_code == 400 else None
         return JSONResponse(
             {"error": "HTTPError", "field": field, "message": str(exc.detail)},
             status_code=exc.status_code,
-            headers=getattr(exc, "headers", None),
+            headers=headers,
         )
 
     @api.exception_handler(RequestValidationError)

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tinydancer.agents.endpoint import Endpoint
 from tinydancer.agents.types import AgentRequest, Constraints
 from tinydancer.model.embedding import decode_base64_f32
 
@@ -190,10 +191,14 @@ class CandidateRouteBody(BaseModel):
 class FeedbackBody(BaseModel):
     model_config = _STRICT
     request_id: str = Field(..., min_length=1, max_length=64)
-    agent: str = Field(
-        ..., min_length=1, max_length=256, description="the agent (or candidate id) that served"
+    agent: str | None = Field(
+        None,
+        min_length=1,
+        max_length=256,
+        description="the agent (or candidate id) that served; optional for a gateway answer "
+        "(its quality is credited to the agent that finished it)",
     )
-    success: bool
+    success: bool | None = Field(None, description="required except for a gateway answer")
     latency_ms: float | None = Field(None, ge=0)
     quality: float | None = Field(None, ge=0, le=1)
     cost_usd: float | None = Field(None, ge=0)
@@ -207,6 +212,8 @@ class AgentPatch(BaseModel):
     expected_latency_ms: float | None = Field(None, gt=0)
     active: bool | None = None
     metadata: dict[str, Any] | None = None
+    endpoint: Endpoint | None = Field(None, description="the agent's upstream (gateway)")
+    fallbacks: list[str] | None = Field(None, description="agents tried when it is named directly")
 
 
 class ErrorBody(BaseModel):

@@ -13,6 +13,7 @@ import numpy as np
 import ray
 
 from cluster.config import AppArgs
+from cluster.gateway import GatewayOutbox
 from cluster.http_models import CandidateRouteBody, FeedbackBody
 from cluster.metrics import ReplicaMetrics
 from tinydancer.agents.breaker import BreakerView
@@ -25,7 +26,10 @@ from tinydancer.candidates.config import RouterConfig
 from tinydancer.candidates.router import Router
 from tinydancer.candidates.types import Candidate, CandidateBatch, RoutingRequest
 from tinydancer.errors import TinyDancerError
+from tinydancer.gateway.gateway import Gateway
+from tinydancer.gateway.planning import TextEncoder
 from tinydancer.history.records import (
+    AttemptColumns,
     DecisionColumns,
     OutcomeColumns,
     from_agent_decisions,
@@ -69,6 +73,7 @@ class ReplicaState:
         breaker_actor: Any,
         history_actor: Any,
         metrics: ReplicaMetrics,
+        encoder: TextEncoder,
     ) -> None:
         self.args, self.replica, self.metrics = args, replica, metrics
         self.registry_actor, self.breaker_actor, self.history_actor = (
@@ -90,10 +95,13 @@ class ReplicaState:
         self.ledger = ForwardingLedger()
         self.agent_router.ledger = self.ledger
         self.candidate_router = Router(RouterConfig(model_path=args.candidate_model_path))
+        self.gateway_outbox = GatewayOutbox(replica)
+        self.gateway = Gateway(self.agent_router, encoder, args.gateway, sink=self.gateway_outbox)
         self.registry_version = int(registry_snapshot["version"])
         self.snapshot_at = time.time()
         self.decisions: list[DecisionColumns] = []
         self.outcomes = OutcomeColumns()
+        self.attempts = AttemptColumns()
         self.history_dropped = 0
         self._task: asyncio.Task[None] | None = None
         self._last_metrics = 0.0
@@ -140,24 +148,48 @@ class ReplicaState:
         self.snapshot_at = time.time()
         self.metrics.snapshot_staleness.labels(self.replica).set(0.0)
 
-    async def push(self) -> None:
+    async def ship_learning(self) -> None:
+        """Ledger entries, then gateway attempts and answers: one call per actor, off the
+        request path (also before client feedback, which may be about them)."""
         entries, self.ledger.outbox = self.ledger.outbox, []
         if entries:
             await self.registry_actor.remember_decisions.remote(entries)
+        attempts, answers, rows = self.gateway_outbox.take()
+        if not attempts and not answers:
+            return
+        try:
+            await self.registry_actor.record_gateway.remote(attempts, answers)
+        except ray.exceptions.RayError:
+            self.gateway_outbox.put_back(attempts, answers)
+            raise
+        if attempts:
+            await self.breaker_actor.record_attempts.remote(
+                attempts, self.args.gateway.max_retry_after_s
+            )
+            self.attempts.extend(rows)
+
+    async def push(self) -> None:
+        await self.ship_learning()
+        self.decisions.extend(self.gateway_outbox.decisions)
+        self.gateway_outbox.decisions = []
         decisions, self.decisions = self.decisions, []
         outcomes, self.outcomes = self.outcomes, OutcomeColumns()
-        if not decisions and not len(outcomes):
+        attempts, self.attempts = self.attempts, AttemptColumns()
+        if not decisions and not len(outcomes) and not len(attempts):
             return
         merged = DecisionColumns()
         for batch in decisions:
             merged.extend(batch)
         try:
             await self.history_actor.append.remote(
-                merged if len(merged) else None, outcomes if len(outcomes) else None
+                merged if len(merged) else None,
+                outcomes if len(outcomes) else None,
+                attempts if len(attempts) else None,
             )
         except ray.exceptions.RayError:
             self.decisions.insert(0, merged)  # keep for the next try, within a bound
             self.outcomes.extend(outcomes)
+            self.attempts.extend(attempts)
             pending = sum(len(d) for d in self.decisions)
             if pending > _MAX_PENDING_RECORDS:
                 self.history_dropped += len(self.decisions[0])
@@ -286,26 +318,27 @@ class ReplicaState:
         return response.to_dict()
 
     async def feedback(self, body: FeedbackBody) -> dict[str, Any]:
-        self.ledger.outbox, entries = [], self.ledger.outbox
-        if entries:  # our own recent decisions must reach the shared ledger first
-            await self.registry_actor.remember_decisions.remote(entries)
+        await self.ship_learning()  # our own recent decisions and answers reach the actors first
         result = await self.registry_actor.record_feedback.remote(
             body.request_id, body.agent, body.success, body.latency_ms, body.quality, body.cost_usd
         )
+        accepted = bool(result.get("accepted"))
         self.metrics.feedback.labels(
-            body.agent if result.get("accepted") else "-",
-            "accepted" if result.get("accepted") else result.get("reason", "refused"),
+            (result.get("agent") or "-") if accepted else "-",
+            "accepted" if accepted else result.get("reason", "refused"),
         ).inc()
-        if result.get("accepted"):
-            if result.get("mode") == "agent":
+        if accepted:
+            if result["mode"] == "agent":
                 await self.breaker_actor.record.remote(body.agent, body.success, body.request_id)
+            gateway = result["mode"] == "gateway"  # its attempts carried success and latency
             self.outcomes.add(
                 body.request_id,
-                body.agent,
-                body.success,
-                body.latency_ms,
+                result["agent"],
+                True if gateway else bool(body.success),
+                result["latency_ms"] if gateway else body.latency_ms,
                 body.quality,
-                body.cost_usd,
+                result["cost_usd"] if gateway else body.cost_usd,
+                stitched=bool(result["stitched"]) if gateway else None,
             )
         return result
 

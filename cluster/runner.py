@@ -12,6 +12,7 @@ From inside a Ray job on a running cluster, get the handle by name:
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -22,13 +23,19 @@ from ray import serve
 from cluster.actors import actor_names
 from cluster.app import build_app
 from cluster.config import AppArgs, admin_token_from
+from tinydancer.gateway.config import GatewayConfig
 
 __all__ = ["APP_NAME", "REQUEST_TIMEOUT_S", "LocalCluster"]
 
 APP_NAME = "tinydancer"
+log = logging.getLogger("tinydancer.cluster")
 # The proxy answers 408 when a request has had no response for this long (Serve's default
-# is to wait forever: a request lost with a killed replica would hang its client).
-REQUEST_TIMEOUT_S = 10.0
+# is to wait forever: a request lost with a killed replica would hang its client). It is
+# end to end, streams included, and one value for every route: the gateway's deadline
+# (600 s, every attempt of a long answer included) governs it, plus a margin. A client of
+# the routing API that wants a quicker 408 sends Serve's `x-request-timeout-seconds`.
+PROXY_MARGIN_S = 5.0
+REQUEST_TIMEOUT_S = GatewayConfig().deadline_s + PROXY_MARGIN_S
 
 
 @dataclass
@@ -73,6 +80,13 @@ class LocalCluster:
             started = True
         http_options: dict[str, Any] = {"host": host, "port": port}
         if request_timeout_s is not None:
+            if request_timeout_s < args.gateway.deadline_s:
+                log.warning(
+                    "request_timeout_s %.0f s is shorter than the gateway's deadline %.0f s: "
+                    "the proxy will cut longer answers off",
+                    request_timeout_s,
+                    args.gateway.deadline_s,
+                )
             http_options["request_timeout_s"] = request_timeout_s
         serve.start(http_options=http_options)
         handle = serve.run(build_app(args), name=APP_NAME, route_prefix="/", blocking=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from cluster.config import AppArgs
@@ -74,3 +75,22 @@ def test_prometheus_scrapes_tinydancer_and_ray():
     assert jobs["tinydancer"]["metrics_path"] == "/metrics"
     assert jobs["tinydancer"]["static_configs"][0]["targets"] == ["127.0.0.1:8000"]
     assert jobs["ray"]["static_configs"][0]["targets"] == ["127.0.0.1:8080"]
+
+
+def test_the_apps_agents_and_gateway_are_validated_when_the_app_is_built():
+    from pydantic import ValidationError
+
+    from cluster.config import AppArgs
+
+    spec = {
+        "name": "upstream-a",
+        "endpoint": {"base_url": "http://127.0.0.1:9/v1", "model": "a", "api_key_env": "A_KEY"},
+    }
+    args = AppArgs.model_validate({"agents": [spec], "gateway": {"max_attempts": 2}})
+    assert args.agents == [spec] and args.gateway.max_attempts == 2
+    with pytest.raises(ValidationError, match="base_url"):
+        AppArgs.model_validate(
+            {"agents": [{**spec, "endpoint": {"base_url": "ftp://x", "model": "a"}}]}
+        )
+    with pytest.raises(ValidationError, match="max_attempts"):
+        AppArgs.model_validate({"gateway": {"max_attempts": 0}})

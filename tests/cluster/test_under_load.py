@@ -32,7 +32,10 @@ def test_killing_a_replica_under_load_loses_almost_nothing(cluster):
     stop = time.monotonic() + LOAD_S
 
     def client() -> None:
-        with httpx.Client(base_url=cluster.url, timeout=30) as http:
+        # The proxy's timeout follows the gateway's 600 s deadline; a routing client that
+        # wants a quick 408 for a request lost with the replica asks for it (Serve's header).
+        headers = {"x-request-timeout-seconds": "10"}
+        with httpx.Client(base_url=cluster.url, timeout=30, headers=headers) as http:
             while time.monotonic() < stop:
                 sent = time.monotonic()
                 try:

@@ -58,21 +58,27 @@ def test_demo_replays_a_split_with_its_recorded_outcomes(
     assert f"{total}/{total} requests routed" in out and "saved" in out
 
 
-def test_the_synthetic_demo_shows_drift_failover_and_clean_json(no_ray_running, capsys):
+def test_the_gateway_demo_shows_drift_failover_and_clean_json(no_ray_running, capsys):
     total = 600
     summary = run_demo(requests_total=total, concurrency=4, port=free_port(), as_json=True)
     assert not ray.is_initialized()
     printed = json.loads(capsys.readouterr().out)  # --json: stdout is the summary alone
+    # every request got a complete answer through the outage: no client-visible error
     assert printed["routed"] == summary["routed"] == total and summary["failed"] == {}
     history = summary["history"]
-    assert history["decisions"] == total and history["outcomes"] == total
+    refused = summary["gateway"]["feedback_refused"]  # a report that outran its answer's record
+    assert history["decisions"] == total and history["outcomes"] == total - refused
+    assert refused <= 5
     drifted, failed = summary["drift_agent"], summary["outage_agent"]
     assert drifted and failed and drifted != failed
     phases = summary["traffic_by_phase"]
-    # the outage hits the agent carrying the traffic, and traffic moves off it (the
-    # bandit learns from the failures; with enough of them in a row its circuit opens)
+    # the outage hits the agent carrying the traffic; the gateway fails over (the client
+    # never sees it) and its circuit opens, so traffic moves off it
     ranked = sorted(phases["drift"], key=phases["drift"].__getitem__, reverse=True)
     assert failed == next(a for a in ranked if a != drifted)
     assert phases["outage"].get(failed, 0) < 0.5 * phases["drift"][failed], phases
     assert phases["drift"].get(drifted, 0) < phases["learning"].get(drifted, 1), phases
+    assert summary["gateway"]["failovers"] >= 1
+    assert summary["gateway"]["streamed"] == total // 2
+    assert any(e.startswith(f"{failed}: closed -> open") for e in summary["breaker_events"])
     assert summary["cost_usd"] < summary["cost_always_strongest_usd"]

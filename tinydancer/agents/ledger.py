@@ -110,6 +110,15 @@ class DecisionLedger:
         if len(self._open) > self.capacity:
             self._evict()
 
+    def ready_for_feedback(self, request_id: str) -> bool:
+        """Feedback for `request_id` can be decided now: it is open (and, for a gateway
+        request, its answer finished), or it was already closed (a replay, refused at once).
+        False: unknown, or an answer still streaming: worth waiting for briefly."""
+        entry = self._open.get(request_id)
+        if entry is None:
+            return request_id in self._answered
+        return entry.mode != "gateway" or request_id in self._answers
+
     # -- gateway answers --------------------------------------------------------------------
     def record_attempt(self, request_id: str, attempt: int, agent: str) -> float | None:
         """Accept attempt number `attempt` (0, 1, ... in order, once each) of a gateway

@@ -23,7 +23,7 @@ from tinydancer.agents.types import AgentDecision, AgentRequest
 from tinydancer.gateway.upstream import NOT_THE_AGENTS_FAULT
 from tinydancer.history.records import AttemptColumns, OutcomeColumns, from_agent_decisions
 
-__all__ = ["AttemptOutcome", "LocalSink", "OutcomeSink"]
+__all__ = ["AttemptOutcome", "LocalSink", "OutcomeSink", "teach_breaker", "teach_registry"]
 
 
 class AttemptOutcome(NamedTuple):
@@ -61,6 +61,35 @@ class AttemptOutcome(NamedTuple):
         return self.failure_kind not in NOT_THE_AGENTS_FAULT
 
 
+def teach_registry(registry: Any, outcomes: Sequence[AttemptOutcome]) -> None:
+    """Each attempt that was the agent's doing updates its metrics (and bandit), in order."""
+    for o in outcomes:
+        if o.counts_against_agent and o.agent in registry:
+            registry.record_outcome(
+                o.request_id,
+                o.agent,
+                o.success,
+                o.latency_ms,
+                None,
+                o.cost_usd,
+                model_quality=o.model_quality,
+                learn=o.teaches_bandit,
+            )
+
+
+def teach_breaker(
+    breaker: Any, outcomes: Sequence[AttemptOutcome], max_retry_after_s: float
+) -> None:
+    """Each attempt that was the agent's doing moves its circuit; a 429 cools it down."""
+    for o in outcomes:
+        if not o.counts_against_agent:
+            continue
+        if o.failure_kind == "rate_limited" and o.retry_after_s is not None:
+            breaker.cool_down(o.agent, min(o.retry_after_s, max_retry_after_s))
+        else:
+            breaker.record(o.agent, o.success, o.request_id)
+
+
 class OutcomeSink(Protocol):
     """Receives what the gateway produced, in order, exactly once each."""
 
@@ -95,23 +124,8 @@ class LocalSink:
             )
 
     def attempted(self, outcomes: Sequence[AttemptOutcome]) -> None:
-        for o in outcomes:
-            if o.counts_against_agent and o.agent in self.registry:
-                self.registry.record_outcome(
-                    o.request_id,
-                    o.agent,
-                    o.success,
-                    o.latency_ms,
-                    None,
-                    o.cost_usd,
-                    model_quality=o.model_quality,
-                    learn=o.teaches_bandit,
-                )
-                if o.failure_kind == "rate_limited" and o.retry_after_s is not None:
-                    seconds = min(o.retry_after_s, self.max_retry_after_s)
-                    self.breaker.cool_down(o.agent, seconds)
-                else:
-                    self.breaker.record(o.agent, o.success, o.request_id)
+        teach_registry(self.registry, outcomes)
+        teach_breaker(self.breaker, outcomes, self.max_retry_after_s)
         if self.history is not None:
             self.history.append_attempts(AttemptColumns.from_outcomes(outcomes, self.replica))
 

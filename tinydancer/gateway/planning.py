@@ -21,6 +21,7 @@ from tinydancer.agents.types import AgentDecision, AgentRequest
 from tinydancer.errors import (
     AgentsUnavailableError,
     GatewayError,
+    ModelFileError,
     NoEligibleAgentError,
     TinyDancerError,
 )
@@ -135,7 +136,10 @@ def plan_request(
             raise _unavailable_error("no eligible agent has an endpoint", unavailable)
         excluded = frozenset(unavailable)
     kept = chat.texts[-router.config.max_messages :]
-    embeddings = np.asarray(encoder.encode(kept), np.float32)  # (T, 384)
+    try:
+        embeddings = np.asarray(encoder.encode(kept), np.float32)  # (T, 384)
+    except ModelFileError as exc:  # no encoder weights installed: the message says where
+        raise GatewayError(503, str(exc), code="encoder_unavailable") from None
     expected = profile.expected_tokens
     if expected is None:
         answer = chat.max_tokens or output_tokens or config.default_output_tokens

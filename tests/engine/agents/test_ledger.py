@@ -111,3 +111,18 @@ def test_capacity_evicts_gateway_state_with_its_decision():
     assert "g0" not in ledger and "g0" not in ledger._attempts
     with refused("unknown_request"):
         ledger.record_attempt("g0", 1, "a")
+
+
+def test_feedback_is_ready_once_a_gateway_answer_is_finished_and_a_replay_at_once():
+    from tinydancer.agents.ledger import Answer, DecisionLedger
+
+    ledger = DecisionLedger()
+    assert not ledger.ready_for_feedback("r1")  # unknown: its decision may be on its way
+    ledger.remember("r1", ["a", "b"], mode="gateway")
+    assert not ledger.ready_for_feedback("r1")  # the answer is still streaming
+    ledger.finish(Answer("r1", "a"))
+    assert ledger.ready_for_feedback("r1")
+    ledger.remember("r2", ["a"])
+    assert ledger.ready_for_feedback("r2")
+    ledger.consume("r2", "a")
+    assert ledger.ready_for_feedback("r2")  # settled: a replay is refused without waiting

