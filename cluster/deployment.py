@@ -186,7 +186,9 @@ class RouterDeployment:
             )
         else:
             body = BatchRouteBody.model_validate(await read_json(request))
-            if body.requests is not None:
+            if body.texts is not None:
+                out = self.state.route_texts(body.texts, body.template())
+            elif body.requests is not None:
                 results = self.state.route_many([r.to_engine() for r in body.requests])
                 for r in results:
                     if isinstance(r, Exception):

@@ -244,21 +244,34 @@ def default_encoder() -> TextEncoder:
 
 
 class LazyEncoder:
-    """The process's shared `td.TextEncoder`, loaded on the first text to encode (so a
-    router that only sees embeddings never loads it; without weights, only text
-    requests fail, with the install line)."""
+    """A `TextEncoder` loaded on the first text to encode (so a router that only sees
+    embeddings never loads it; without weights, only text requests fail, with the
+    install line, and the next one tries again). `config` None: the process's shared
+    default encoder."""
 
-    def __init__(self) -> None:
-        self.loaded: Any = None
+    def __init__(self, config: TextEncoderConfig | None = None) -> None:
+        self.config = config
+        self.loaded: TextEncoder | None = None
+        self._lock = threading.Lock()
 
-    def _encoder(self) -> Any:
-        if self.loaded is None:
-            self.loaded = default_encoder()
-        return self.loaded
+    def load(self) -> TextEncoder:
+        with self._lock:
+            if self.loaded is None:
+                self.loaded = default_encoder() if self.config is None else TextEncoder(self.config)
+            return self.loaded
+
+    def preload(self) -> bool:
+        """Load now if the weights are installed (e.g. in a background thread at start)."""
+        from tinydancer.text.weights import EncoderNotFoundError
+
+        try:
+            self.load()
+        except EncoderNotFoundError:
+            return False
+        return True
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        return np.asarray(self._encoder().encode(texts))
+        return (self.loaded or self.load()).encode(texts)
 
     def encode_counted(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        vectors, counts = self._encoder().encode_counted(texts)
-        return vectors, counts
+        return (self.loaded or self.load()).encode_counted(texts)
