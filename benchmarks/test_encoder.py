@@ -122,3 +122,50 @@ def _measure(benchmark, encoder: TextEncoder, texts: list[str], pinning: str, la
         f"padding {info['padding_share']:.0%}"
     )
     benchmark.pedantic(encoder.encode, args=(texts,), rounds=1 if quick else 5, iterations=1)
+
+
+def test_tenth_turn_of_a_conversation_against_one_message(benchmark, pinning):
+    """The cache at work: a chat's 10th turn encodes its one new message, not ten."""
+    from tinydancer.agents.config import AgentRouterConfig
+    from tinydancer.agents.registry import AgentRegistry
+    from tinydancer.agents.router import AgentRouter
+    from tinydancer.agents.types import AgentRequest
+    from tinydancer.model.weights import load_model, shipped_model_path
+
+    try:
+        cached = TextEncoder(TextEncoderConfig(cache_size=10_000))
+    except EncoderNotFoundError:
+        pytest.skip(f"text encoder weights not installed ({INSTALL_LINE})")
+    model = load_model(shipped_model_path("agent"))
+    registry = AgentRegistry.for_model(model, agents=model.feature_schema["agents"][:4])
+    router = AgentRouter(registry, config=AgentRouterConfig(seed=0), model=model, encoder=cached)
+    history = [
+        {"role": "user" if i % 2 == 0 else "assistant", "content": f"{SHORT}, part {i} of nine"}
+        for i in range(9)
+    ]
+    counter = iter(range(10**9))
+
+    def fresh() -> str:  # a new message every call: one cache miss
+        return f"{SHORT}, and then question {next(counter)}"
+
+    def single() -> None:
+        router.route_batch([AgentRequest(text=fresh())], remember=False)
+
+    def tenth_turn() -> None:
+        chat = [*history, {"role": "user", "content": fresh()}]
+        router.route_batch([AgentRequest(chat=chat)], remember=False)
+
+    tenth_turn()  # the nine earlier messages are now cached
+    quick = benchmark.disabled
+    medians = interleaved_medians(
+        {"tenth_turn": tenth_turn, "single": single},
+        rounds=1 if quick else 40,
+        warmup=0 if quick else 3,
+    )
+    record(benchmark, medians, "tenth_turn")
+    benchmark.extra_info["pinning"] = pinning
+    print(
+        f"\n10th turn ({pinning}): {medians['tenth_turn'] * 1e3:.1f} ms vs one message "
+        f"{medians['single'] * 1e3:.1f} ms ({medians['tenth_turn'] / medians['single']:.2f}x)"
+    )
+    benchmark.pedantic(tenth_turn, rounds=1 if quick else 10, iterations=1)

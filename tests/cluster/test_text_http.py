@@ -145,3 +145,12 @@ def test_encoder_cache_hits_and_misses_reach_metrics(http):
         time.sleep(1)
     assert hits and hits[0] >= 1, text[:2000]
     assert 'tinydancer_encoder_cache_total{result="miss"}' in text
+
+
+def test_invalid_utf8_and_oversized_text_are_4xx_json(http):
+    reply = http.post(
+        "/v1/route", content=b'{"text": "caf\xe9"}', headers={"content-type": "application/json"}
+    )
+    assert 400 <= reply.status_code < 500 and reply.json()["field"] is not None, reply.text
+    huge = http.post("/v1/route", json={"text": "x" * (5 * 1024 * 1024)})
+    assert huge.status_code == 413 and huge.json()["field"] == "body"

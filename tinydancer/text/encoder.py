@@ -273,12 +273,13 @@ class LazyEncoder:
             return self.loaded
 
     def preload(self) -> bool:
-        """Load now if the weights are installed (e.g. in a background thread at start)."""
-        from tinydancer.text.weights import EncoderNotFoundError
+        """Load now if the weights are usable (e.g. in a background thread at start); if
+        not, say nothing: the text requests that need them get the error."""
+        from tinydancer.errors import TinyDancerError
 
         try:
             self.load()
-        except EncoderNotFoundError:
+        except TinyDancerError:
             return False
         return True
 
