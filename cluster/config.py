@@ -108,6 +108,10 @@ class AppArgs(BaseModel):
     feedback_wait_s: float = Field(
         1.0, ge=0, description="how long feedback waits for its decision to arrive"
     )
+    max_batch_texts: int = Field(256, ge=1, description="texts in one /v1/route/batch call")
+    encoder_cache_size: int = Field(
+        10_000, ge=0, description="message embeddings kept per replica (LRU by text hash)"
+    )
 
     @field_validator("agents")
     @classmethod

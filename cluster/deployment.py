@@ -22,7 +22,7 @@ from ray import serve
 from cluster import actors
 from cluster.config import AppArgs
 from cluster.default_agents import DEFAULT_AGENTS
-from cluster.gateway import CHAT_OPENAPI, OPENAI_ERROR_RESPONSES, LazyEncoder, to_http
+from cluster.gateway import CHAT_OPENAPI, OPENAI_ERROR_RESPONSES, to_http
 from cluster.http import AdminAuth, OrjsonResponse, create_api, query_options, read_json
 from cluster.http_models import (
     ERROR_RESPONSES,
@@ -94,7 +94,6 @@ class RouterDeployment:
             self.breaker_actor,
             self.history_actor,
             self.metrics,
-            LazyEncoder(),
         )
         self._route_batched.set_max_batch_size(self.args.batch_max_size)  # type: ignore[attr-defined]
         self._route_batched.set_batch_wait_timeout_s(self.args.batch_wait_timeout_s)  # type: ignore[attr-defined]
@@ -188,7 +187,9 @@ class RouterDeployment:
             )
         else:
             body = BatchRouteBody.model_validate(await read_json(request))
-            if body.requests is not None:
+            if body.texts is not None:
+                out = self.state.route_texts(body.texts, body.template())
+            elif body.requests is not None:
                 results = self.state.route_many([r.to_engine() for r in body.requests])
                 for r in results:
                     if isinstance(r, Exception):

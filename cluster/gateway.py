@@ -16,7 +16,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
@@ -25,9 +24,8 @@ from tinydancer.agents.types import AgentDecision, AgentRequest
 from tinydancer.gateway.gateway import GatewayResponse
 from tinydancer.gateway.outcomes import AttemptOutcome
 from tinydancer.history.records import AttemptColumns, from_agent_decisions
-from tinydancer.text import default_encoder
 
-__all__ = ["CHAT_OPENAPI", "OPENAI_ERROR_RESPONSES", "GatewayOutbox", "LazyEncoder", "to_http"]
+__all__ = ["CHAT_OPENAPI", "OPENAI_ERROR_RESPONSES", "GatewayOutbox", "to_http"]
 
 
 class OpenAIError(BaseModel):
@@ -75,15 +73,6 @@ CHAT_OPENAPI: dict[str, Any] = {
         },
     }
 }
-
-
-class LazyEncoder:
-    """The process's shared default text encoder, loaded on the first text to encode (a
-    replica that serves only embeddings never loads it; without installed weights the
-    error names where they are looked for and the install line)."""
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        return default_encoder().encode(texts)
 
 
 class GatewayOutbox:

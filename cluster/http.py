@@ -29,6 +29,7 @@ from tinydancer.errors import (
     TinyDancerError,
     UnknownAgentError,
 )
+from tinydancer.text.weights import EncoderNotFoundError
 
 __all__ = [
     "AdminAuth",
@@ -53,8 +54,8 @@ def status_for(error: TinyDancerError) -> int:
         return 404
     if isinstance(error, DuplicateAgentError):
         return 409
-    if isinstance(error, AgentsUnavailableError):
-        return 503
+    if isinstance(error, AgentsUnavailableError | EncoderNotFoundError):
+        return 503  # (no encoder weights: text fields cannot be served, embedding ones can)
     if isinstance(error, FeedbackError):
         return {"unknown_request": 404, "replayed": 409}.get(error.reason, 422)
     if isinstance(error, NoEligibleAgentError | ModelFileError):

@@ -1,7 +1,8 @@
 """HTTP request bodies (pydantic): strict (unknown fields and NaN/inf refused), with units in names.
 
 Embeddings travel as JSON lists or, much cheaper to parse, as base64 of little-endian
-float32 (`*_b64` fields): one vector, or a row-major N x 384 block.
+float32 (`*_b64` fields): one vector, or a row-major N x 384 block. Or send text
+(`text`, `chat`, `texts`, `query_text`, candidate `text`): the replica's encoder embeds it.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tinydancer.agents.endpoint import Endpoint
 from tinydancer.agents.types import AgentRequest, Constraints
@@ -85,28 +86,51 @@ class _Options(BaseModel):
         )
 
 
+_ROUTE_INPUTS = ("embedding", "embedding_b64", "messages", "messages_b64", "text", "chat")
+# a chat message: {"role", "content"} with content a string, a list of parts or null;
+# checked by the engine (tinydancer.agents.text), which names the offending field
+ChatMessage = dict[str, Any]
+
+
 class RouteBody(_Options):
-    """POST /v1/route: exactly one of embedding, embedding_b64, messages, messages_b64."""
+    """POST /v1/route: exactly one of embedding, embedding_b64, messages, messages_b64,
+    text (a prompt) or chat (OpenAI-style messages)."""
 
     embedding: Vector | None = None
     embedding_b64: str | None = Field(None, max_length=65536)
     messages: list[Vector] | None = Field(None, min_length=1, max_length=256)
     messages_b64: str | None = Field(None, max_length=4_000_000)
+    text: str | None = Field(
+        None, description="a prompt; truncated at 256 tokens as the model does"
+    )
+    chat: list[ChatMessage] | None = Field(
+        None, min_length=1, max_length=4096, description='[{"role": ..., "content": ...}, ...]'
+    )
+
+    @field_validator("messages", mode="before")
+    @classmethod
+    def _not_chat(cls, value: Any) -> Any:
+        if isinstance(value, list) and any(isinstance(m, dict) for m in value):
+            raise ValueError(
+                "messages holds message embeddings (lists of 384 numbers); send chat "
+                'messages ({"role": ..., "content": ...}) as "chat" instead'
+            )
+        return value
 
     @model_validator(mode="after")
     def _one_input(self) -> RouteBody:
-        given = [
-            n
-            for n in ("embedding", "embedding_b64", "messages", "messages_b64")
-            if getattr(self, n) is not None
-        ]
+        given = [n for n in _ROUTE_INPUTS if getattr(self, n) is not None]
         if len(given) != 1:
             raise ValueError(
-                f"give exactly one of embedding, embedding_b64, messages, messages_b64 (got {given or 'none'})"
+                f"give exactly one of {', '.join(_ROUTE_INPUTS)} (got {given or 'none'})"
             )
         return self
 
     def to_engine(self) -> AgentRequest:
+        if self.text is not None:
+            return self.template(text=self.text)
+        if self.chat is not None:
+            return self.template(chat=self.chat)
         if self.embedding_b64 is not None:
             block = decode_base64_f32(self.embedding_b64, "embedding_b64", DIM)
             if block.shape[0] != 1:
@@ -126,21 +150,20 @@ class BatchOptions(_Options):
 
 
 class BatchRouteBody(_Options):
-    """POST /v1/route/batch (JSON form): an N x 384 block (base64 or lists) or full requests."""
+    """POST /v1/route/batch (JSON form): an N x 384 block (base64 or lists), full requests,
+    or `texts` (prompts, at most `max_batch_texts`; one decision each)."""
 
     embeddings_b64: str | None = Field(None, max_length=64_000_000)
     embeddings: list[Vector] | None = Field(None, min_length=1, max_length=100_000)
     requests: list[RouteBody] | None = Field(None, max_length=10_000)
+    texts: list[str] | None = Field(None, min_length=1, max_length=100_000)
 
     @model_validator(mode="after")
     def _one_input(self) -> BatchRouteBody:
-        given = [
-            n for n in ("embeddings_b64", "embeddings", "requests") if getattr(self, n) is not None
-        ]
+        names = ("embeddings_b64", "embeddings", "requests", "texts")
+        given = [n for n in names if getattr(self, n) is not None]
         if len(given) != 1:
-            raise ValueError(
-                f"give exactly one of embeddings_b64, embeddings, requests (got {given or 'none'})"
-            )
+            raise ValueError(f"give exactly one of {', '.join(names)} (got {given or 'none'})")
         return self
 
     def block(self) -> np.ndarray:
@@ -152,11 +175,18 @@ class BatchRouteBody(_Options):
 class CandidateBody(BaseModel):
     model_config = _STRICT
     id: str = Field(..., min_length=1, max_length=256)
-    embedding: Vector
+    embedding: Vector | None = None
+    text: str | None = Field(None, description="instead of embedding: embedded by the replica")
     created_at: float = Field(..., description="Unix seconds")
     access_count: int = Field(0, ge=0)
     success_rate: float = Field(0.0, ge=0, le=1)
     metadata: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_input(self) -> CandidateBody:
+        if (self.embedding is None) == (self.text is None):
+            raise ValueError("give exactly one of embedding, text")
+        return self
 
 
 class CandidateColumns(BaseModel):
@@ -175,14 +205,17 @@ class CandidateRouteBody(BaseModel):
     model_config = _STRICT
     query_embedding: Vector | None = None
     query_embedding_b64: str | None = Field(None, max_length=65536)
+    query_text: str | None = None
     candidates: list[CandidateBody] | None = Field(None, max_length=16384)
     columns: CandidateColumns | None = None
     metadata: dict[str, str | int | float | bool] | None = None
 
     @model_validator(mode="after")
     def _inputs(self) -> CandidateRouteBody:
-        if (self.query_embedding is None) == (self.query_embedding_b64 is None):
-            raise ValueError("give exactly one of query_embedding, query_embedding_b64")
+        queries = ("query_embedding", "query_embedding_b64", "query_text")
+        given = [n for n in queries if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of {', '.join(queries)} (got {given or 'none'})")
         if (self.candidates is None) == (self.columns is None):
             raise ValueError("give exactly one of candidates, columns")
         return self
@@ -234,7 +267,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (413, "request body too large"),
         (400, "the body could not be parsed"),
         (422, "invalid request (the body names the field)"),
-        (503, "every eligible agent's circuit is open"),
+        (503, "every eligible agent's circuit is open, or text sent without encoder weights"),
     )
 }
 

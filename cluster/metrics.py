@@ -61,6 +61,12 @@ class ReplicaMetrics:
             ["replica"],
             registry=r,
         )
+        self.encoder_cache = Counter(
+            "tinydancer_encoder_cache",
+            "Texts the replica's encoder looked up in its embedding cache, by result (hit, miss)",
+            ["result"],
+            registry=r,
+        )
         self.history_pending = Gauge(
             "tinydancer_replica_history_pending_records",
             "Records buffered in the replica for the history",

@@ -4,7 +4,9 @@ carry decisions, outcomes and ledger entries to the actors off the request path.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -21,13 +23,13 @@ from tinydancer.agents.config import AgentRouterConfig
 from tinydancer.agents.ledger import DecisionLedger, LedgerEntry
 from tinydancer.agents.registry import AgentRegistry
 from tinydancer.agents.router import AgentRouter
+from tinydancer.agents.text import embed_each, with_tokens
 from tinydancer.agents.types import AgentRequest
 from tinydancer.candidates.config import RouterConfig
 from tinydancer.candidates.router import Router
 from tinydancer.candidates.types import Candidate, CandidateBatch, RoutingRequest
-from tinydancer.errors import TinyDancerError
+from tinydancer.errors import InvalidRequestError, TinyDancerError
 from tinydancer.gateway.gateway import Gateway
-from tinydancer.gateway.planning import TextEncoder
 from tinydancer.history.records import (
     AttemptColumns,
     DecisionColumns,
@@ -38,6 +40,7 @@ from tinydancer.history.records import (
 )
 from tinydancer.model.embedding import decode_base64_f32
 from tinydancer.model.weights import load_model
+from tinydancer.text.encoder import LazyEncoder, TextEncoderConfig
 
 __all__ = ["ReplicaState"]
 
@@ -73,7 +76,6 @@ class ReplicaState:
         breaker_actor: Any,
         history_actor: Any,
         metrics: ReplicaMetrics,
-        encoder: TextEncoder,
     ) -> None:
         self.args, self.replica, self.metrics = args, replica, metrics
         self.registry_actor, self.breaker_actor, self.history_actor = (
@@ -81,6 +83,11 @@ class ReplicaState:
             breaker_actor,
             history_actor,
         )
+        # the text encoder runs here, in the replica (no extra hop); loaded in the background
+        # at start when its weights are installed, else text requests answer 503
+        self.encoder = LazyEncoder(TextEncoderConfig(cache_size=args.encoder_cache_size))
+        threading.Thread(target=self.encoder.preload, daemon=True).start()
+        self._encoder_counts = (0, 0)
         registry_snapshot = ray.get(registry_actor.snapshot_if_newer.remote(-1))
         self.breaker_view = BreakerView(ray.get(breaker_actor.snapshot_if_newer.remote(-1)))
         self.agent_router = AgentRouter(
@@ -91,12 +98,17 @@ class ReplicaState:
                 seed=args.seed + rank,
                 fallback_agent=args.fallback_agent,
             ),
+            encoder=self.encoder,
         )
         self.ledger = ForwardingLedger()
         self.agent_router.ledger = self.ledger
-        self.candidate_router = Router(RouterConfig(model_path=args.candidate_model_path))
+        self.candidate_router = Router(
+            RouterConfig(model_path=args.candidate_model_path), encoder=self.encoder
+        )
         self.gateway_outbox = GatewayOutbox(replica)
-        self.gateway = Gateway(self.agent_router, encoder, args.gateway, sink=self.gateway_outbox)
+        self.gateway = Gateway(
+            self.agent_router, self.encoder, args.gateway, sink=self.gateway_outbox
+        )
         self.registry_version = int(registry_snapshot["version"])
         self.snapshot_at = time.time()
         self.decisions: list[DecisionColumns] = []
@@ -206,8 +218,17 @@ class ReplicaState:
             except ray.exceptions.RayError:
                 await asyncio.sleep(0.5)
 
+    def _count_encoder(self) -> None:
+        stats = self.encoder.loaded.stats if self.encoder.loaded is not None else None
+        if stats is not None:
+            hits, misses = self._encoder_counts
+            self.metrics.encoder_cache.labels("hit").inc(stats.cache_hits - hits)
+            self.metrics.encoder_cache.labels("miss").inc(stats.cache_misses - misses)
+            self._encoder_counts = (stats.cache_hits, stats.cache_misses)
+
     async def report_metrics(self) -> None:
         self._last_metrics = time.monotonic()
+        self._count_encoder()
         self.metrics.snapshot_staleness.labels(self.replica).set(time.time() - self.snapshot_at)
         await self.registry_actor.report_metrics.remote(
             self.replica, self.metrics.samples(), self.model_versions()
@@ -232,17 +253,35 @@ class ReplicaState:
         }
 
     # -- requests ---------------------------------------------------------------------------------
+    def route_texts(self, texts: list[str], template: AgentRequest) -> dict[str, Any]:
+        """POST /v1/route/batch with `texts`: one decision per prompt, in order."""
+        if len(texts) > self.args.max_batch_texts:
+            raise InvalidRequestError(
+                "texts", f"{len(texts)} texts", f"at most {self.args.max_batch_texts} per call"
+            )
+        results = self.route_many([dataclasses.replace(template, text=t) for t in texts])
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        return {"decisions": results}
+
     def route_many(self, requests: list[AgentRequest]) -> list[Any]:
         """Route a batch; a bad request gets its own error, the others are still routed."""
+        limit = self.agent_router.config.max_messages
+        items, tokens = embed_each(requests, self.encoder, limit)  # errors in place
+        valid = [r for r in items if not isinstance(r, Exception)]
         try:
-            decisions: list[Any] = self.agent_router.route_batch(requests)
+            routed_valid: list[Any] = self.agent_router.route_batch(valid) if valid else []
         except TinyDancerError:
-            decisions = []
-            for request in requests:
+            routed_valid = []
+            for request in valid:
                 try:
-                    decisions.append(self.agent_router.route(request))
+                    routed_valid.append(self.agent_router.route(request))
                 except TinyDancerError as exc:
-                    decisions.append(exc)
+                    routed_valid.append(exc)
+        answers = iter(routed_valid)
+        decisions = [r if isinstance(r, Exception) else next(answers) for r in items]
+        requests = items  # embedded: what the history records
         routed = [
             (r, d) for r, d in zip(requests, decisions, strict=True) if not isinstance(d, Exception)
         ]
@@ -261,7 +300,10 @@ class ReplicaState:
                 type(d).__name__ if isinstance(d, Exception) else "routed",
             ).inc()
         self.metrics.history_pending.labels(self.replica).set(sum(len(b) for b in self.decisions))
-        return [d if isinstance(d, Exception) else d.to_dict() for d in decisions]
+        return [
+            d if isinstance(d, Exception) else with_tokens([d], [n])[0].to_dict()
+            for d, n in zip(decisions, tokens, strict=True)
+        ]
 
     def route_block(self, block: np.ndarray, template: AgentRequest) -> dict[str, Any]:
         columns = self.agent_router.route_embeddings(block, template)
@@ -273,18 +315,14 @@ class ReplicaState:
 
     def route_candidates(self, body: CandidateRouteBody) -> dict[str, Any]:
         dim = self.candidate_router.model.embedding.dim
-        query = (
-            np.asarray(body.query_embedding, np.float32)
-            if body.query_embedding is not None
-            else decode_base64_f32(body.query_embedding_b64 or "", "query_embedding_b64", dim)[0]
-        )
+        if body.query_text is not None:
+            query = self.encoder.encode([body.query_text])[0]
+        elif body.query_embedding is not None:
+            query = np.asarray(body.query_embedding, np.float32)
+        else:
+            query = decode_base64_f32(body.query_embedding_b64 or "", "query_embedding_b64", dim)[0]
         if body.candidates is not None:
-            candidates: Any = [
-                Candidate(
-                    c.id, c.embedding, c.created_at, c.access_count, c.success_rate, c.metadata
-                )
-                for c in body.candidates
-            ]
+            candidates: Any = [Candidate(**dict(c)) for c in body.candidates]
         else:
             cols = body.columns
             assert cols is not None

@@ -18,12 +18,13 @@ from typing import Any, Protocol
 import numpy as np
 
 from tinydancer.agents.types import AgentDecision, AgentRequest
-from tinydancer.errors import InvalidRequestError
+from tinydancer.errors import InvalidRequestError, TinyDancerError
 
 __all__ = [
     "CHAT_ROLES",
     "Encoder",
     "chat_texts",
+    "embed_each",
     "is_text_request",
     "with_embeddings",
     "with_tokens",
@@ -139,6 +140,28 @@ def with_embeddings(
         )
         tokens.append(int(counts[start:stop].sum()))
     return out, tokens
+
+
+def embed_each(
+    requests: Sequence[AgentRequest], encoder: Encoder, max_messages: int
+) -> tuple[list[Any], list[int | None]]:
+    """Like `with_embeddings`, but a request that cannot be encoded becomes its error
+    (in place) and the others still go through (one encoder call when all are fine)."""
+    try:
+        embedded, tokens = with_embeddings(requests, encoder, max_messages)
+        return list(embedded), tokens or [None] * len(requests)
+    except TinyDancerError:
+        out: list[Any] = []
+        counts: list[int | None] = []
+        for request in requests:
+            try:
+                one, count = with_embeddings([request], encoder, max_messages)
+                out.append(one[0])
+                counts.append(count[0] if count else None)
+            except TinyDancerError as exc:
+                out.append(exc)
+                counts.append(None)
+        return out, counts
 
 
 def with_tokens(

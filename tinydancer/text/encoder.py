@@ -190,18 +190,30 @@ class TextEncoder:
                     self._cache.popitem(last=False)
         return out, counts
 
+    def plan(self, lengths: np.ndarray) -> list[tuple[np.ndarray, int, int]]:
+        """How texts of these token lengths are computed: (rows, batch bucket, sequence
+        bucket) per jitted call. Texts are sorted by length and grouped by sequence bucket
+        (so a long text does not pad the short ones), at most the largest batch bucket a call."""
+        from tinydancer.text.tokens import bucket_for
+
+        order = np.argsort(lengths, kind="stable")
+        seqs = np.array([bucket_for(int(n), self.config.seq_buckets) for n in lengths[order]])
+        step = self.config.batch_buckets[-1]
+        out = []
+        for seq in np.unique(seqs):
+            group = order[seqs == seq]
+            for start in range(0, len(group), step):
+                chunk = group[start : start + step]
+                out.append((chunk, bucket_for(len(chunk), self.config.batch_buckets), int(seq)))
+        return out
+
     def _encode_new(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        from tinydancer.text.tokens import bucket_for, pad_batch
+        from tinydancer.text.tokens import pad_batch
 
         rows = self.tokenizer.ids(texts)
         lengths = np.array([len(r) for r in rows], np.int32)
-        order = np.argsort(lengths, kind="stable")
         out = np.empty((len(texts), HIDDEN), np.float32)
-        step = self.config.batch_buckets[-1]
-        for start in range(0, len(order), step):
-            chunk = order[start : start + step]
-            batch = bucket_for(len(chunk), self.config.batch_buckets)
-            seq = bucket_for(int(lengths[chunk].max()), self.config.seq_buckets)
+        for chunk, batch, seq in self.plan(lengths):
             ids, mask = pad_batch([rows[i] for i in chunk], batch, seq)
             out[chunk] = self._call(ids, mask)[: len(chunk)]
             with self._lock:
@@ -244,21 +256,35 @@ def default_encoder() -> TextEncoder:
 
 
 class LazyEncoder:
-    """The process's shared `td.TextEncoder`, loaded on the first text to encode (so a
-    router that only sees embeddings never loads it; without weights, only text
-    requests fail, with the install line)."""
+    """A `TextEncoder` loaded on the first text to encode (so a router that only sees
+    embeddings never loads it; without weights, only text requests fail, with the
+    install line, and the next one tries again). `config` None: the process's shared
+    default encoder."""
 
-    def __init__(self) -> None:
-        self.loaded: Any = None
+    def __init__(self, config: TextEncoderConfig | None = None) -> None:
+        self.config = config
+        self.loaded: TextEncoder | None = None
+        self._lock = threading.Lock()
 
-    def _encoder(self) -> Any:
-        if self.loaded is None:
-            self.loaded = default_encoder()
-        return self.loaded
+    def load(self) -> TextEncoder:
+        with self._lock:
+            if self.loaded is None:
+                self.loaded = default_encoder() if self.config is None else TextEncoder(self.config)
+            return self.loaded
+
+    def preload(self) -> bool:
+        """Load now if the weights are usable (e.g. in a background thread at start); if
+        not, say nothing: the text requests that need them get the error."""
+        from tinydancer.errors import TinyDancerError
+
+        try:
+            self.load()
+        except TinyDancerError:
+            return False
+        return True
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        return np.asarray(self._encoder().encode(texts))
+        return (self.loaded or self.load()).encode(texts)
 
     def encode_counted(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        vectors, counts = self._encoder().encode_counted(texts)
-        return vectors, counts
+        return (self.loaded or self.load()).encode_counted(texts)

@@ -117,3 +117,22 @@ def test_an_empty_list_gives_no_rows(encoder):
 def test_bad_bucket_settings_are_refused(changes):
     with pytest.raises(ValueError, match=next(iter(changes))):  # pydantic's ValidationError
         TextEncoderConfig(**changes)
+
+
+def test_a_lazy_encoder_loads_once_and_preload_reports_missing_weights(monkeypatch):
+    from tinydancer.text import weights
+    from tinydancer.text.encoder import LazyEncoder
+
+    lazy = LazyEncoder(TextEncoderConfig(warm_shapes=(), cache_size=0))
+    monkeypatch.setenv(weights.ENV_VAR, "/nonexistent/encoder")
+    assert lazy.preload() is False and lazy.loaded is None
+    with pytest.raises(weights.EncoderNotFoundError, match=weights.ENV_VAR):
+        lazy.encode(["x"])
+    monkeypatch.delenv(weights.ENV_VAR)
+    try:
+        weights.find_encoder_dir()
+    except weights.EncoderNotFoundError:
+        pytest.skip(f"text encoder weights not installed ({weights.INSTALL_LINE})")
+    assert lazy.preload() is True
+    first = lazy.loaded
+    assert lazy.encode(["x"]).shape == (1, 384) and lazy.loaded is first
