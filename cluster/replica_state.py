@@ -15,12 +15,11 @@ import numpy as np
 import ray
 
 from cluster.config import AppArgs
-from cluster.gateway import GatewayOutbox
 from cluster.http_models import CandidateRouteBody, FeedbackBody
 from cluster.metrics import ReplicaMetrics
+from cluster.outboxes import ForwardingLedger, GatewayOutbox, ship_learning
 from tinydancer.agents.breaker import BreakerView
 from tinydancer.agents.config import AgentRouterConfig
-from tinydancer.agents.ledger import DecisionLedger, LedgerEntry
 from tinydancer.agents.registry import AgentRegistry
 from tinydancer.agents.router import AgentRouter
 from tinydancer.agents.text import embed_each, with_tokens
@@ -46,24 +45,6 @@ __all__ = ["ReplicaState"]
 
 log = logging.getLogger("tinydancer.replica")
 _MAX_PENDING_RECORDS = 500_000
-
-
-class ForwardingLedger(DecisionLedger):
-    """The replica's ledger also queues its entries for the shared ledger in the registry actor."""
-
-    def __init__(self) -> None:
-        super().__init__(capacity=10_000)
-        self.outbox: list[LedgerEntry] = []
-
-    def remember(
-        self, request_id: str, allowed: Any, qualities: Any = (), mode: str = "agent"
-    ) -> None:
-        super().remember(request_id, allowed, qualities, mode)
-        self.outbox.append(self._open[request_id])
-
-    def remember_entries(self, entries: Any) -> None:
-        super().remember_entries(entries)
-        self.outbox.extend(entries)
 
 
 class ReplicaState:
@@ -161,24 +142,16 @@ class ReplicaState:
         self.metrics.snapshot_staleness.labels(self.replica).set(0.0)
 
     async def ship_learning(self) -> None:
-        """Ledger entries, then gateway attempts and answers: one call per actor, off the
-        request path (also before client feedback, which may be about them)."""
-        entries, self.ledger.outbox = self.ledger.outbox, []
-        if entries:
-            await self.registry_actor.remember_decisions.remote(entries)
-        attempts, answers, rows = self.gateway_outbox.take()
-        if not attempts and not answers:
-            return
-        try:
-            await self.registry_actor.record_gateway.remote(attempts, answers)
-        except ray.exceptions.RayError:
-            self.gateway_outbox.put_back(attempts, answers)
-            raise
-        if attempts:
-            await self.breaker_actor.record_attempts.remote(
-                attempts, self.args.gateway.max_retry_after_s
+        """Ledger entries, then gateway attempts and answers (also before client feedback)."""
+        self.attempts.extend(
+            await ship_learning(
+                self.ledger,
+                self.gateway_outbox,
+                self.registry_actor,
+                self.breaker_actor,
+                self.args.gateway.max_retry_after_s,
             )
-            self.attempts.extend(rows)
+        )
 
     async def push(self) -> None:
         await self.ship_learning()
