@@ -190,7 +190,8 @@ class AgentRegistryActor:
     ) -> dict[str, Any]:
         """Validate against the ledger (waiting briefly for a decision still in flight), then learn."""
         self._ensure_persister()
-        if request_id not in self.ledger and self.feedback_wait_s > 0:
+        waits = request_id not in self.ledger and not self.ledger.closed(request_id)
+        if waits and self.feedback_wait_s > 0:  # a replay is refused at once
             event = self._waiters.setdefault(request_id, asyncio.Event())
             try:
                 await asyncio.wait_for(event.wait(), self.feedback_wait_s)

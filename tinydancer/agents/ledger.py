@@ -93,6 +93,10 @@ class DecisionLedger:
     def __contains__(self, request_id: object) -> bool:
         return request_id in self._open
 
+    def closed(self, request_id: str) -> bool:
+        """Whether feedback for this request was already taken (a replay needs no waiting)."""
+        return request_id in self._answered
+
     def remember(
         self,
         request_id: str,

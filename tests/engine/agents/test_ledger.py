@@ -111,3 +111,14 @@ def test_capacity_evicts_gateway_state_with_its_decision():
     assert "g0" not in ledger and "g0" not in ledger._attempts
     with refused("unknown_request"):
         ledger.record_attempt("g0", 1, "a")
+
+
+def test_a_request_whose_feedback_was_taken_is_known_as_closed(registry):
+    ledger = DecisionLedger(capacity=10)
+    ledger.remember(RID, ("a",), mode="agent")
+    assert RID in ledger and not ledger.closed(RID)
+    ledger.settle(RID, "a", registry, True, 10.0, None, None)
+    assert RID not in ledger and ledger.closed(RID)  # a replay: refused without waiting
+    assert not ledger.closed("never-issued")
+    with refused("replayed"):
+        ledger.settle(RID, "a", registry, True, 10.0, None, None)

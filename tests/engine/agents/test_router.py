@@ -499,3 +499,22 @@ def test_the_full_ranking_lists_every_eligible_agent_best_first_with_model_quali
     assert list(scores.values()) == sorted(scores.values(), reverse=True)
     assert all(q is not None and 0 <= q <= 1 for _, q in ranking)  # the model knows them all
     assert dict(ranking)[decision.agent] == pytest.approx(decision.model_quality)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (3e38, r"values so large \(max \|x\| = 3e\+38\) that the squared norm overflows"),
+        (1e-40, r"values so small \(denormal max \|x\| = 1e-40\) that the squared norm underflows"),
+        (np.nan, "NaN or inf"),
+        (0.0, "the zero vector"),
+    ],
+    ids=["huge", "denormal", "nan", "zero"],
+)
+def test_unusable_embeddings_are_named_for_what_they_are(value, message):
+    router = make_router()
+    vector = np.full(384, value, np.float32)
+    with pytest.raises(InvalidRequestError, match=message):
+        router.route(AgentRequest(embedding=vector))
+    with pytest.raises(InvalidRequestError, match=r"embeddings\[1\].*" + message):
+        router.route_embeddings(np.stack([embedding(), vector]))
