@@ -63,7 +63,8 @@ BATCH_OPENAPI = {
         },
     }
 }
-api = create_api(lambda: _LIMIT["bytes"])
+_ADMIN: dict[str, AdminAuth] = {}  # this replica's admin token, checked before any body is read
+api = create_api(lambda: _LIMIT["bytes"], lambda: _ADMIN.get("auth"))
 
 
 @serve.deployment(name="router")
@@ -81,7 +82,7 @@ class RouterDeployment:
 
             if not jax_backend_started():
                 pin_to_core(rank % (os.cpu_count() or 1))
-        self.auth = AdminAuth(self.args.admin_token or "")
+        self.auth = _ADMIN["auth"] = AdminAuth(self.args.admin_token or "")
         self.registry_actor, self.breaker_actor, self.history_actor = actors.get_or_create(
             self.args, DEFAULT_AGENTS if self.args.agents is None else self.args.agents
         )

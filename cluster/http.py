@@ -2,12 +2,15 @@
 
 Every error Tiny Dancer raises on purpose becomes a 4xx (or 503 when every eligible
 agent's circuit is open) with a JSON body naming the field; FastAPI's own validation
-errors keep their 422 with the field's location.
+errors keep their 422 with the field's location, unparseable JSON is a 400 on `body`.
+Admin routes are authenticated by `AdminGate` before their body is read or validated.
 """
 
 from __future__ import annotations
 
 import hmac
+import re
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -33,9 +36,11 @@ from tinydancer.text.weights import EncoderNotFoundError
 
 __all__ = [
     "AdminAuth",
+    "AdminGate",
     "BodyLimit",
     "OrjsonResponse",
     "create_api",
+    "is_admin_route",
     "query_options",
     "read_json",
     "status_for",
@@ -79,7 +84,7 @@ class BodyLimit:
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await self._reject(scope, send)
+            await _too_large(self.limit, scope.get("path", ""))(scope, receive, send)
             return
         seen = 0
 
@@ -87,26 +92,27 @@ class BodyLimit:
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise _TooLarge
+            if seen > self.limit:  # a chunked body with no Content-Length
+                raise _TooLarge(self.limit)
             return message
 
         try:
             await self.app(scope, counting_receive, send)
         except _TooLarge:
-            await self._reject(scope, send)
+            await _too_large(self.limit, scope.get("path", ""))(scope, receive, send)
 
-    async def _reject(self, scope: Scope, send: Send) -> None:
-        message = f"request body exceeds {self.limit} bytes"
-        if is_openai_path(scope.get("path", "")):
-            error = GatewayError(413, message, param="body", code="request_too_large")
-            response = JSONResponse(error.openai_body(), status_code=413)
-        else:
-            response = JSONResponse(
-                {"error": "PayloadTooLarge", "field": "body", "message": message},
-                status_code=413,
-            )
-        await response(scope={"type": "http"}, receive=None, send=send)  # type: ignore[arg-type]
+
+def _too_large(limit: int, path: str) -> JSONResponse:
+    message = f"request body exceeds {limit} bytes"
+    if is_openai_path(path):
+        error = GatewayError(413, message, param="body", code="request_too_large")
+        return JSONResponse(error.openai_body(), status_code=413)
+    return JSONResponse(
+        {"error": "PayloadTooLarge", "field": "body", "message": message}, status_code=413
+    )
+
+
+OPENAI_PATHS = ("/v1/chat/", "/v1/models")
 
 
 def is_openai_path(path: str) -> bool:
@@ -114,11 +120,47 @@ def is_openai_path(path: str) -> bool:
     return path.startswith(OPENAI_PATHS)
 
 
-OPENAI_PATHS = ("/v1/chat/", "/v1/models")
+class _TooLarge(StarletteHTTPException):
+    """Raised from `receive`: FastAPI re-raises HTTP exceptions met while reading a body
+    (any other error there becomes its 400 "error parsing the body")."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body exceeds {limit} bytes")
 
 
-class _TooLarge(Exception):
-    pass
+_ADMIN_PATHS = (
+    (frozenset({"POST"}), re.compile(r"/v1/agents/?")),
+    (frozenset({"PATCH", "DELETE", "PUT", "POST"}), re.compile(r"/v1/agents/.+")),
+    (None, re.compile(r"/v1/admin(/.*)?")),  # None: every method
+)
+
+
+def is_admin_route(method: str, path: str) -> bool:
+    """Whether a request changes agents or the service (and so needs the admin token)."""
+    return any(
+        (methods is None or method.upper() in methods) and pattern.fullmatch(path)
+        for methods, pattern in _ADMIN_PATHS
+    )
+
+
+class AdminGate:
+    """ASGI middleware: admin routes answer 401 before their body is read or validated.
+
+    `auth` returns the replica's `AdminAuth` (None until it is configured: refused too).
+    """
+
+    def __init__(self, app: ASGIApp, auth: Callable[[], AdminAuth | None]) -> None:
+        self.app, self._auth = app, auth
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and is_admin_route(scope["method"], scope["path"]):
+            auth = self._auth()
+            header = dict(scope.get("headers") or []).get(b"authorization", b"")
+            refusal = (auth or AdminAuth.refusing()).check_header(header.decode("latin-1"))
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class AdminAuth:
@@ -127,10 +169,17 @@ class AdminAuth:
     def __init__(self, token: str) -> None:
         self._token = token.encode()
 
+    @classmethod
+    def refusing(cls) -> AdminAuth:
+        return cls("")  # an empty token never matches: check_header refuses empty tokens
+
     def check(self, request: Request) -> JSONResponse | None:
-        header = request.headers.get("authorization", "")
+        return self.check_header(request.headers.get("authorization", ""))
+
+    def check_header(self, header: str) -> JSONResponse | None:
         scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), self._token):
+        matches = hmac.compare_digest(given.encode(), self._token)
+        if scheme.lower() != "bearer" or not self._token or not matches:
             return JSONResponse(
                 {
                     "error": "Unauthorized",
@@ -143,7 +192,7 @@ class AdminAuth:
         return None
 
 
-def create_api(max_body_bytes: Any) -> FastAPI:
+def create_api(max_body_bytes: Any, admin_auth: Callable[[], AdminAuth | None]) -> FastAPI:
     api = FastAPI(
         title="Tiny Dancer",
         version="0.1.0",
@@ -167,15 +216,23 @@ def create_api(max_body_bytes: Any) -> FastAPI:
 
     @api.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        headers = getattr(exc, "headers", None)
-        if is_openai_path(request.url.path):
-            error = GatewayError(exc.status_code, str(exc.detail))
-            return JSONResponse(error.openai_body(), status_code=exc.status_code, headers=headers)
+        if exc.status_code == 413:
+            limit = max_body_bytes() if callable(max_body_bytes) else max_body_bytes
+            return _too_large(int(limit), request.url.path)
         field = "body" if exc.status_code == 400 else None
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:  # Starlette names only the first route's methods
+            headers["Allow"] = ", ".join(_allowed_methods(request))
+        if is_openai_path(request.url.path):
+            gateway_error = GatewayError(exc.status_code, str(exc.detail))
+            return JSONResponse(
+                gateway_error.openai_body(), status_code=exc.status_code, headers=headers or None
+            )
+        error = "InvalidRequestError" if exc.status_code == 400 else "HTTPError"
         return JSONResponse(
-            {"error": "HTTPError", "field": field, "message": str(exc.detail)},
+            {"error": error, "field": field, "message": str(exc.detail)},
             status_code=exc.status_code,
-            headers=headers,
+            headers=headers or None,
         )
 
     @api.exception_handler(RequestValidationError)
@@ -188,6 +245,19 @@ def create_api(max_body_bytes: Any) -> FastAPI:
             }
             for e in exc.errors()
         ]
+        broken = [e for e in exc.errors() if e.get("type") == "json_invalid"]
+        if broken:  # FastAPI puts the byte offset where the field belongs
+            where = broken[0].get("loc", ("body", "?"))[-1]
+            reason = (broken[0].get("ctx") or {}).get("error", "JSON decode error")
+            return JSONResponse(
+                {
+                    "error": "InvalidRequestError",
+                    "field": "body",
+                    "message": f"body: got malformed JSON ({reason} at byte {where}); "
+                    "expected a JSON document",
+                },
+                status_code=400,
+            )
         first = errors[0] if errors else {"field": "body", "message": "invalid request"}
         return JSONResponse(
             {
@@ -200,7 +270,31 @@ def create_api(max_body_bytes: Any) -> FastAPI:
         )
 
     api.add_middleware(BodyLimit, limit=max_body_bytes)
+    api.add_middleware(AdminGate, auth=admin_auth)  # added last: runs first
     return api
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app accepts for this request's path."""
+    path = request.scope["path"]
+    root = request.scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    return sorted(set(_methods_for(request.app.router.routes, path, "")))
+
+
+def _methods_for(routes: list[Any], path: str, prefix: str) -> Any:
+    """Methods of the routes matching `path`, walking routers included with `include_router`
+    (FastAPI keeps them as nodes; Serve's class-based ingress puts every route in one)."""
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            context = getattr(route, "include_context", None)
+            yield from _methods_for(included.routes, path, prefix + getattr(context, "prefix", ""))
+            continue
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and path.startswith(prefix) and regex.match(path[len(prefix) :]):
+            yield from getattr(route, "methods", None) or ()
 
 
 def query_options(request: Request) -> dict[str, Any]:
@@ -222,4 +316,6 @@ async def read_json(request: Request) -> Any:
     try:
         return orjson.loads(await request.body())
     except orjson.JSONDecodeError as exc:
-        raise InvalidRequestError("body", "malformed JSON", "a JSON document", str(exc)) from None
+        raise StarletteHTTPException(
+            400, f"body: got malformed JSON ({exc}); expected a JSON document"
+        ) from None

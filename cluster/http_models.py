@@ -198,6 +198,17 @@ class CandidateColumns(BaseModel):
     success_rate: list[float] | None = None
     metadata_overlap: list[float] | None = None
 
+    @model_validator(mode="after")
+    def _one_value_per_id(self) -> CandidateColumns:
+        for name in ("created_at", "access_count", "success_rate", "metadata_overlap"):
+            values = getattr(self, name)
+            if values is not None and len(values) != len(self.ids):
+                raise ValueError(
+                    f"columns.{name} has {len(values)} values for {len(self.ids)} ids; "
+                    "every column needs exactly one value per id"
+                )
+        return self
+
 
 class CandidateRouteBody(BaseModel):
     """POST /v1/route/candidates: a query and a list of candidates or their columns."""

@@ -171,12 +171,35 @@ def test_nan_and_malformed_json_are_4xx(http):
         ).status_code
         == 422
     )
-    assert (
-        http.post(
-            "/v1/route", content=b"{not json", headers={"content-type": "application/json"}
-        ).status_code
-        == 422
-    )
+    for path in ("/v1/route", "/v1/route/batch"):  # truncated JSON: 400 on `body`, no offset
+        truncated = '{"embedding": [' + ",".join(["0.1"] * DIM)
+        broken = http.post(path, content=truncated, headers={"content-type": "application/json"})
+        assert broken.status_code == 400 and broken.json()["field"] == "body", broken.text
+
+
+def test_the_probes_http_findings_hold_on_the_real_app(http, admin):
+    """Issue 12: auth before validation, no 500 from `capabilities`, column lengths, 405s."""
+    for method, path, body in (
+        ("POST", "/v1/agents", {"name": "_", "capabilities": True}),
+        ("PATCH", "/v1/agents/x", {"active": 0}),
+        ("POST", "/v1/admin/reload", {"path": ""}),
+    ):
+        reply = http.request(method, path, json=body)
+        assert reply.status_code == 401, (path, reply.text)
+    for capabilities in (True, 5, 1.5):
+        spec = {"name": "_", "capabilities": capabilities}
+        reply = http.post("/v1/agents", json=spec, headers=admin)
+        assert reply.status_code == 422 and reply.json()["field"] == "capabilities", reply.text
+    columns = {"ids": ["a", "b"], "embeddings_b64": b64(np.stack([vector(1), vector(2)]))}
+    for extra in ({"created_at": [time.time()]}, {"created_at": [time.time()] * 3}):
+        body = {"query_embedding": vector().tolist(), "columns": {**columns, **extra}}
+        reply = http.post("/v1/route/candidates", json=body)
+        assert reply.status_code == 422 and "for 2 ids" in reply.json()["message"], reply.text
+    allowed = http.options("/v1/agents/some-agent").headers["allow"]
+    assert {"GET", "PATCH", "DELETE"} <= {m.strip() for m in allowed.split(",")}
+    huge = (b" " * 65536 for _ in range(128))  # 8 MB, chunked (no Content-Length)
+    reply = http.post("/v1/route", content=huge, headers={"content-type": "application/json"})
+    assert reply.status_code == 413 and reply.json()["field"] == "body"
 
 
 def test_oversized_bodies_get_413(http):

@@ -154,7 +154,13 @@ class Agent(BaseModel):
     def _lowercase(cls, value: Any) -> frozenset[str]:
         if isinstance(value, str):
             raise ValueError("capabilities must be a list of strings, not one string")
-        items = list(value or [])
+        if value is None:
+            value = ()
+        if not isinstance(value, list | tuple | set | frozenset):
+            raise ValueError(
+                f"capabilities must be a list of strings, got {type(value).__name__} {value!r}"
+            )
+        items = list(value)
         for item in items:
             if not isinstance(item, str) or not item.strip():
                 raise ValueError(f"capability {item!r} is not a non-empty string")

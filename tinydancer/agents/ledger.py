@@ -93,6 +93,10 @@ class DecisionLedger:
     def __contains__(self, request_id: object) -> bool:
         return request_id in self._open
 
+    def closed(self, request_id: str) -> bool:
+        """Whether feedback for this request was already taken (a replay needs no waiting)."""
+        return request_id in self._answered
+
     def remember(
         self,
         request_id: str,
@@ -116,7 +120,7 @@ class DecisionLedger:
         False: unknown, or an answer still streaming: worth waiting for briefly."""
         entry = self._open.get(request_id)
         if entry is None:
-            return request_id in self._answered
+            return self.closed(request_id)
         return entry.mode != "gateway" or request_id in self._answers
 
     # -- gateway answers --------------------------------------------------------------------

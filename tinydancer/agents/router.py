@@ -42,6 +42,7 @@ from tinydancer.errors import (
     NoEligibleAgentError,
 )
 from tinydancer.model.conformal import uncertainty_table
+from tinydancer.model.embedding import USABLE_EMBEDDING, describe_unusable
 from tinydancer.model.quantization import pack
 from tinydancer.model.staging import bucket_for
 from tinydancer.model.weights import RouterModel, load_model, shipped_model_path
@@ -295,13 +296,12 @@ class AgentRouter:
             raise InvalidRequestError(
                 "embeddings", f"array of shape {block.shape}", f"shape (N >= 1, {dim})"
             )
-        norms = np.einsum("ij,ij->i", block, block)
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"):  # judged below
+            norms = np.einsum("ij,ij->i", block, block)
         bad = np.flatnonzero(~np.isfinite(norms) | (norms == 0))
         if bad.size:
             raise InvalidRequestError(
-                f"embeddings[{int(bad[0])}]",
-                "a zero or non-finite vector",
-                "finite, non-zero embeddings",
+                f"embeddings[{int(bad[0])}]", describe_unusable(block[bad[0]]), USABLE_EMBEDDING
             )
         count = block.shape[0]
         outputs = []

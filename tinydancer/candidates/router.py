@@ -36,7 +36,12 @@ from tinydancer.candidates.text import with_text_embeddings
 from tinydancer.candidates.types import BatchScores, CandidateBatch, RoutingRequest, RoutingResponse
 from tinydancer.errors import EmbeddingError, InvalidRequestError, ModelFileError
 from tinydancer.model.conformal import uncertainty_table
-from tinydancer.model.embedding import as_embedding, as_embedding_matrix
+from tinydancer.model.embedding import (
+    USABLE_EMBEDDING,
+    as_embedding,
+    as_embedding_matrix,
+    describe_unusable,
+)
 from tinydancer.model.quantization import pack
 from tinydancer.model.staging import (
     BATCH_CHUNK,
@@ -202,6 +207,7 @@ class Router:
             embeddings = as_embedding_matrix(embeddings, "candidates.embedding", dim)
         if embeddings.shape[0] == 0:
             raise InvalidRequestError("candidates", "an empty list", "at least one candidate")
+        batch.check_lengths(embeddings.shape[0])
         return query, batch, embeddings
 
     def _check_ids(self, ids: np.ndarray, n: int) -> None:
@@ -275,11 +281,13 @@ class Router:
                 str(exc),
             ) from None
 
-    def _problems(self, out: np.ndarray, batch: CandidateBatch) -> tuple[np.ndarray, bool]:
+    def _problems(
+        self, out: np.ndarray, batch: CandidateBatch, query: np.ndarray
+    ) -> tuple[np.ndarray, bool]:
         """Raise for the first bad input row; else the model failed: fall back (rare path)."""
         input_bits = out[ROW_PROBLEM].astype(np.int64) & ~feats.PROBLEM_MODEL_OUTPUT
         if input_bits.any():
-            self._raise_problem(input_bits, batch)
+            self._raise_problem(input_bits, batch, query)
         # The model gave non-finite scores: use the weighted-feature heuristic instead.
         # Its scores carry no calibration, so uncertainty is 1 and nothing goes lightweight.
         out = out.copy()
@@ -288,13 +296,13 @@ class Router:
         out[ROW_LIGHT] = 0.0
         return out, True
 
-    def _raise_problem(self, problems: np.ndarray, batch: CandidateBatch) -> None:
+    def _raise_problem(
+        self, problems: np.ndarray, batch: CandidateBatch, query: np.ndarray
+    ) -> None:
         index = int(np.flatnonzero(problems)[0])
         code = int(problems[index])
         if code & feats.PROBLEM_QUERY:
-            raise EmbeddingError(
-                "query_embedding", "a zero or non-finite vector", "a finite, non-zero embedding"
-            )
+            raise EmbeddingError("query_embedding", describe_unusable(query), USABLE_EMBEDDING)
         where = f"candidates[{index}]"
         if code & feats.PROBLEM_CREATED_AT:
             value = float(np.asarray(batch.created_at)[index])
@@ -310,6 +318,9 @@ class Router:
             )
         bit = code & -code
         name, value_text, expected = _PROBLEM_TEXT[bit]
+        if name == "embedding":
+            value_text = describe_unusable(np.asarray(batch.embeddings)[index])
+            expected = USABLE_EMBEDDING
         error = EmbeddingError if name == "embedding" else InvalidRequestError
         raise error(
             f"{where}.{name}",
@@ -343,7 +354,7 @@ class Router:
         done = time.perf_counter_ns()
         fallback = False
         if out[ROW_PROBLEM].any():
-            out, fallback = self._problems(out, batch)
+            out, fallback = self._problems(out, batch, query)
         order = np.argsort(-out[ROW_CONF], kind="stable")
         ranked = out[:, order]
         self.stats.routed_requests += 1
@@ -386,7 +397,7 @@ class Router:
                 out[:, start:stop] = loaded.score(staged, aux)[:, :size]
         fallback = False
         if out[ROW_PROBLEM].any():  # a fallback applies to the whole batch: one scorer for all
-            out, fallback = self._problems(out, batch)
+            out, fallback = self._problems(out, batch, query)
         self.stats.scored_candidates += n
         self.stats.fallback_requests += fallback
         return BatchScores(

@@ -78,6 +78,25 @@ class CandidateBatch:
             else len(self.embeddings)
         )
 
+    def check_lengths(self, rows: int) -> None:
+        """Every column must have exactly `rows` entries: numpy would broadcast a length-1
+        column to every row, silently."""
+        for name in ("created_at", "access_count", "success_rate"):  # ids: Router._check_ids
+            self._check_column(name, getattr(self, name), rows)
+        for name in ("metadata_overlap", "tags"):
+            if getattr(self, name) is not None:
+                self._check_column(name, getattr(self, name), rows)
+
+    @staticmethod
+    def _check_column(name: str, values: Any, rows: int) -> None:
+        shape = np.shape(values)
+        if shape != (rows,):
+            raise InvalidRequestError(
+                f"candidates.{name}",
+                f"{shape[0] if len(shape) == 1 else f'shape {shape}'} values",
+                f"{rows} values, one per candidate embedding",
+            )
+
     @classmethod
     def from_candidates(
         cls, candidates: Sequence[Candidate], request_metadata: Mapping[str, Any] | None = None

@@ -46,6 +46,13 @@ def export_tables(
         (target / table).mkdir(parents=True, exist_ok=True)
         if count == 0:
             written[table] = 0
+            if not any((target / table).glob("*.parquet")):  # read_parquet needs one file
+                empty = target / table / f"part-{0:012d}-{0:012d}.parquet"
+                con.execute(
+                    f"COPY (SELECT * FROM {table} LIMIT 0) TO {_literal(empty.with_suffix('.tmp'))} "
+                    "(FORMAT parquet)"
+                )
+                os.replace(empty.with_suffix(".tmp"), empty)
             continue
         # Written to a temporary name, then renamed: readers globbing *.parquet never see a
         # half-written file. Quotes in the path are escaped for the SQL literal.

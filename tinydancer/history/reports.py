@@ -13,14 +13,22 @@ _WINDOW = (
 )
 # First outcome per request (the outcomes_latest view, spelled out so that reports also
 # work on files and exports without the view).
-_FIRST_OUTCOMES = "SELECT * FROM outcomes WHERE NOT duplicate"
+# Candidate-mode decisions choose documents, not agents: the agent reports leave them (and
+# the outcomes reported for them) out.
+_FIRST_OUTCOMES = (
+    "SELECT * FROM outcomes o WHERE NOT duplicate AND NOT EXISTS "
+    "(SELECT 1 FROM decisions c WHERE c.mode = 'candidate' AND c.request_id = o.request_id)"
+)
+_AGENT_MODE = "mode IS DISTINCT FROM 'candidate'"
 
 # Reports aggregate decisions and outcomes separately and merge the per-agent (or
 # per-bucket) rows: joining a million decisions to their outcomes on the request id
 # costs several times the 100 ms budget, the merge costs nothing. Decisions are windowed
 # on their own time, outcomes on theirs; outcome metrics belong to the agent that served.
 _AGENTS = f"""
-WITH d AS (SELECT chosen AS agent, count(*) AS decisions FROM decisions WHERE {_WINDOW} GROUP BY chosen),
+WITH d AS (
+    SELECT chosen AS agent, count(*) AS decisions FROM decisions
+    WHERE {_WINDOW} AND {_AGENT_MODE} GROUP BY chosen),
 o AS (
     SELECT agent, count(*) AS outcomes, avg(success::DOUBLE) AS success_rate, avg(quality) AS mean_quality,
            quantile_cont(latency_ms, [0.5, 0.95, 0.99]) AS q,
@@ -59,7 +67,7 @@ FROM actual a LEFT JOIN strongest s ON true"""
 _TIMESERIES = f"""
 WITH d AS (
     SELECT date_trunc('{{part}}', ts) AS bucket, coalesce(chosen, '(none)') AS chosen
-    FROM decisions WHERE {_WINDOW}),
+    FROM decisions WHERE {_WINDOW} AND {_AGENT_MODE}),
 per_agent AS (
     SELECT bucket, chosen, count(*) AS n, count(*) / sum(count(*)) OVER (PARTITION BY bucket) AS share
     FROM d GROUP BY bucket, chosen),

@@ -19,11 +19,13 @@ from tinydancer.errors import EmbeddingError
 
 __all__ = [
     "DEFAULT_EMBEDDING",
+    "USABLE_EMBEDDING",
     "EmbeddingSpec",
     "aligned_empty",
     "as_embedding",
     "as_embedding_matrix",
     "decode_base64_f32",
+    "describe_unusable",
 ]
 
 _ALIGN_BYTES = 64
@@ -73,12 +75,36 @@ def as_embedding(value: Any, field: str, dim: int) -> np.ndarray:
             f"shape ({dim},)",
             "embedding dimension mismatch",
         )
-    norm_sq = float(np.dot(vector, vector))
-    if not np.isfinite(norm_sq):
-        raise EmbeddingError(field, "a vector containing NaN or inf", "finite numbers")
-    if norm_sq == 0.0:
-        raise EmbeddingError(field, "the zero vector", "a non-zero (unit-norm) embedding")
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):  # judged just below
+        norm_sq = float(np.dot(vector, vector))
+    if not np.isfinite(norm_sq) or norm_sq == 0.0:
+        raise EmbeddingError(field, describe_unusable(vector), USABLE_EMBEDDING)
     return vector
+
+
+USABLE_EMBEDDING = "finite, non-zero values whose squared norm fits float32 (unit norm is typical)"
+
+
+def describe_unusable(vector: np.ndarray) -> str:
+    """Say why a float32 vector (N,) cannot be scored: its squared norm is not finite or is 0.
+
+    Values near float32's limits are named for what they are: 3e38 is finite but its square
+    overflows, 1e-40 is a denormal whose square underflows to 0.
+    """
+    values = np.asarray(vector, np.float32)
+    if not np.isfinite(values).all():
+        return "a vector containing NaN or inf"
+    largest = float(np.abs(values).max(initial=0.0))
+    if largest == 0.0:
+        return "the zero vector"
+    with np.errstate(over="ignore", under="ignore"):
+        norm_sq = float(np.dot(values, values))
+    if norm_sq == 0.0:
+        kind = "denormal " if largest < np.finfo(np.float32).tiny else ""
+        return (
+            f"values so small ({kind}max |x| = {largest:.3g}) that the squared norm underflows to 0"
+        )
+    return f"values so large (max |x| = {largest:.3g}) that the squared norm overflows float32"
 
 
 def as_embedding_matrix(value: Any, field: str, dim: int) -> np.ndarray:

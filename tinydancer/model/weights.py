@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,15 +158,29 @@ def _json(path: str, metadata: Mapping[str, str], key: str) -> Any:
         raise ModelFileError(path, f"metadata {key!r} is not valid JSON: {exc}") from None
 
 
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
 def load_model(path: str | os.PathLike[str], *, expect_mode: Mode | None = None) -> RouterModel:
     """Read and validate a model file; every problem raises `ModelFileError`."""
     where = str(path)
     try:
-        exists = Path(where).is_file()
+        mode_bits = Path(where).stat().st_mode
+    except FileNotFoundError:
+        raise ModelFileError(where, "no such file") from None
     except OSError as exc:  # e.g. a name longer than the file system allows
         raise ModelFileError(where[:200], f"not a usable path ({exc.strerror})") from None
-    if not exists:
-        raise ModelFileError(where, "no such file")
+    if not stat.S_ISREG(mode_bits):  # a directory, /dev/zero, a FIFO: reading could never end
+        kind = next((name for test, name in _FILE_KINDS if test(mode_bits)), "not a regular file")
+        raise ModelFileError(
+            where, "not a model file", expected="a regular .safetensors file", found=kind
+        )
     try:
         with safe_open(where, framework="numpy") as handle:
             metadata = dict(handle.metadata() or {})

@@ -126,3 +126,14 @@ def test_feedback_is_ready_once_a_gateway_answer_is_finished_and_a_replay_at_onc
     assert ledger.ready_for_feedback("r2")
     ledger.consume("r2", "a")
     assert ledger.ready_for_feedback("r2")  # settled: a replay is refused without waiting
+
+
+def test_a_request_whose_feedback_was_taken_is_known_as_closed(registry):
+    ledger = DecisionLedger(capacity=10)
+    ledger.remember(RID, ("a",), mode="agent")
+    assert RID in ledger and not ledger.closed(RID)
+    ledger.settle(RID, "a", registry, True, 10.0, None, None)
+    assert RID not in ledger and ledger.closed(RID)  # a replay: refused without waiting
+    assert not ledger.closed("never-issued")
+    with refused("replayed"):
+        ledger.settle(RID, "a", registry, True, 10.0, None, None)

@@ -633,3 +633,9 @@ def test_a_quality_reported_later_teaches_quality_without_counting_a_request(reg
     assert metrics.quality_sum == 0.25 and registry.posterior("coder").outcomes > before.outcomes
     with pytest.raises(InvalidRequestError, match="quality"):
         registry.record_quality("r1", "coder", 1.5)
+
+
+@pytest.mark.parametrize("value", [True, 5, 1.5, {"chat": 1}, "chat"])
+def test_capabilities_that_are_not_a_list_are_a_validation_error(value):
+    with pytest.raises(ValidationError, match="capabilities must be a list of strings"):
+        Agent(name="a", capabilities=value)

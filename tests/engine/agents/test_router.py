@@ -516,3 +516,22 @@ def test_a_specialization_of_the_wrong_length_is_refused_and_routing_goes_on():
     assert "short-specialist" not in registry
     request = AgentRequest(embedding=np.ones(MODEL.embedding.dim, np.float32))
     assert router.route(request).agent in NAMES
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (3e38, r"values so large \(max \|x\| = 3e\+38\) that the squared norm overflows"),
+        (1e-40, r"values so small \(denormal max \|x\| = 1e-40\) that the squared norm underflows"),
+        (np.nan, "NaN or inf"),
+        (0.0, "the zero vector"),
+    ],
+    ids=["huge", "denormal", "nan", "zero"],
+)
+def test_unusable_embeddings_are_named_for_what_they_are(value, message):
+    router = make_router()
+    vector = np.full(384, value, np.float32)
+    with pytest.raises(InvalidRequestError, match=message):
+        router.route(AgentRequest(embedding=vector))
+    with pytest.raises(InvalidRequestError, match=r"embeddings\[1\].*" + message):
+        router.route_embeddings(np.stack([embedding(), vector]))

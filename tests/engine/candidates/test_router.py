@@ -430,3 +430,26 @@ def test_real_clock_and_shipped_model_work_by_default():
     query, batch = make_batch(5)
     fresh = _replace(batch, created_at=np.full(5, time.time() - 10.0))
     assert router.route(RoutingRequest(query, fresh)).candidates_processed == 5
+
+
+@pytest.mark.parametrize(
+    "column", ["created_at", "access_count", "success_rate", "metadata_overlap"]
+)
+@pytest.mark.parametrize("length", [1, 3])
+def test_columns_of_another_length_are_refused_not_broadcast(router, column, length):
+    query, batch = make_batch(2)
+    short = _replace(batch, **{column: np.asarray(getattr(batch, column))[:1].repeat(length)})
+    with pytest.raises(
+        InvalidRequestError, match=f"candidates.{column}: got '{length} values'; expected 2 values"
+    ):
+        router.route(RoutingRequest(query, short))
+    with pytest.raises(InvalidRequestError, match=f"candidates.{column}"):
+        router.score_batch(query, short)
+
+
+def test_a_huge_candidate_embedding_is_named_as_overflowing(router):
+    query, batch = make_batch(3)
+    embeddings = np.array(batch.embeddings, copy=True)
+    embeddings[1] = 3e38
+    with pytest.raises(EmbeddingError, match=r"candidates\[1\].embedding.*overflows float32"):
+        router.route(RoutingRequest(query, _replace(batch, embeddings=embeddings)))

@@ -16,6 +16,7 @@ from tests.engine.history.history_factory import DAY, HOUR, T0, write_history, w
 from tinydancer.cli import main
 from tinydancer.errors import HistoryError, InvalidRequestError
 from tinydancer.history.analytics import REPORT_COLUMNS, REPORTS, HistoryReader, parse_time
+from tinydancer.history.records import OutcomeColumns
 from tinydancer.history.schema import TABLES
 
 START = datetime(2026, 1, 1)
@@ -361,7 +362,8 @@ def test_an_export_tolerates_tables_without_files(export_dir: Path, tmp_path: Pa
     copy = tmp_path / "copy"
     shutil.copytree(export_dir, copy)
     shutil.rmtree(copy / "daily_aggregates")  # no directory at all
-    assert not list((copy / "agent_snapshots").glob("*.parquet"))  # a directory, no files
+    for empty in (copy / "agent_snapshots").glob("*.parquet"):  # a directory, no files
+        empty.unlink()
     with HistoryReader(copy) as reader:
         for table, columns in TABLES.items():
             cursor = reader.connection.execute(f"SELECT * FROM {table}")
@@ -555,3 +557,35 @@ def test_the_notebook_runs_top_to_bottom(tmp_path: Path, monkeypatch: pytest.Mon
     text = "".join(o.get("data", {}).get("text/html", "") for o in tables)
     for expected in ("mixtral", "gpt-4", "llama", "v1", "v2", "half_open"):
         assert expected in text
+
+
+def test_tables_without_rows_are_exported_as_empty_files_with_their_schema(export_dir: Path):
+    """Issue 12 #11: `read_parquet('<export>/model_versions/*.parquet')` must not fail."""
+    import duckdb
+
+    for table in ("agent_snapshots", "daily_aggregates"):
+        pattern = str(export_dir / table / "*.parquet")
+        cursor = duckdb.connect().execute("SELECT * FROM read_parquet(?)", [pattern])
+        assert [c[0] for c in cursor.description] == [
+            c.split()[0] for c in TABLES[table].replace("\n", " ").split(",")
+        ]
+        assert cursor.fetchall() == []
+
+
+def test_candidate_mode_decisions_are_not_agents(tmp_path: Path):
+    """Issue 12 #11: a candidate decision choosing `doc-0` is not traffic of an agent `doc-0`."""
+    from tests.engine.history.history_factory import decision_columns
+
+    with write_history(tmp_path / "h.duckdb") as store:
+        columns = decision_columns([("cand-1", 10.0, "doc-0", "c1", None)], seed=3)
+        columns.mode[0] = "candidate"
+        store.append_decisions(columns)
+        outcome = OutcomeColumns()
+        outcome.add("cand-1", "doc-0", True, 5.0, 0.99, 0.0, ts=T0 + 20)
+        store.append_outcomes(outcome)
+        store.flush()
+    with HistoryReader(tmp_path / "h.duckdb") as reader:
+        assert "doc-0" not in {r["agent"] for r in reader.agents()}
+        for row in reader.timeseries(bucket="hour"):
+            assert "doc-0" not in row["agent_share"]
+        assert reader.savings()[0]["strongest_agent"] != "doc-0"

@@ -363,3 +363,40 @@ def test_compaction_folds_old_rows_into_daily_aggregates(tmp_path: Path):
         clock.now = T0 + 365 * DAY
         assert keep.compact() == {"decisions": 0, "outcomes": 0, "attempts": 0}
         assert keep.integrity()["decisions"] == 12
+
+
+@pytest.mark.parametrize("from_decision", [True, False], ids=["decision-ts", "arrival"])
+def test_buffer_age_counts_from_the_decision_when_asked(tmp_path: Path, from_decision):
+    """Issue 12 #9: decisions that took 0.9 s to arrive were kept another full second, so a
+    killed history actor lost more than the stated bound in client time."""
+    clock = Clock(T0 + 10.0)
+    config = HistoryConfig(
+        path=tmp_path / "h.duckdb", max_buffer_age_s=1.0, age_from_decision_ts=from_decision
+    )
+    store = HistoryStore(config, clock=clock)
+    late = decision_columns([("late", 9.1, "mixtral", "v1", None)])  # decided 0.9 s ago
+    store.append_decisions(late)
+    assert store.buffered_rows == 1
+    clock.now += 0.2  # 1.1 s after the decision, 0.2 s after its arrival
+    assert store.flush_if_due() is from_decision
+    future = decision_columns([("future", 60.0, "mixtral", "v1", None)])  # a skewed clock
+    store.append_decisions(future)
+    clock.now += 0.5
+    assert store.flush_if_due() is False  # a future ts counts from its arrival
+    clock.now += 0.5
+    assert store.flush_if_due() is True and store.buffered_rows == 0
+    store.close()
+
+
+def test_rows_written_survive_a_restart_of_the_writer(tmp_path: Path):
+    """Issue 12 #8: `tinydancer_history_decisions_total` dropped to 0 on an actor restart;
+    its source now comes from the file."""
+    path = tmp_path / "h.duckdb"
+    write_history(path).close()
+    reopened = HistoryStore(HistoryConfig(path=path))
+    assert reopened.stats["decisions"] == 0  # the per-process tally starts again
+    assert reopened.written_total()["decisions"] == 12
+    reopened.append_decisions(decision_columns(DECISIONS[:2], seed=5))
+    reopened.flush()
+    assert reopened.written_total()["decisions"] == 14
+    reopened.close()

@@ -118,3 +118,13 @@ def test_expected_mode_is_enforced(shipped, tmp_path):
     path = save_model(shipped, tmp_path / "m.safetensors")
     with pytest.raises(ModelFileError, match="expected agent, found candidate"):
         load_model(path, expect_mode="agent")
+
+
+@pytest.mark.parametrize(
+    ("path", "kind"),
+    [("/dev/zero", "a character device"), (None, "a directory")],
+    ids=["dev-zero", "directory"],
+)
+def test_a_device_or_a_directory_is_named_as_such(tmp_path, path, kind):
+    with pytest.raises(ModelFileError, match=f"not a model file.*found {kind}"):
+        load_model(path or tmp_path)
