@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from cluster.config import AppArgs
@@ -34,9 +35,10 @@ def test_serve_config_is_valid_for_ray_and_for_the_builder():
     assert config["http_options"]["request_timeout_s"] == REQUEST_TIMEOUT_S
 
 
-def test_build_app_turns_args_into_deployment_options():
+def test_build_app_turns_args_into_deployment_options(monkeypatch):
     from cluster.app import build_app
 
+    monkeypatch.setenv("TINYDANCER_ADMIN_TOKEN", "a-token-from-the-environment")
     app = build_app(_serve_config()["applications"][0]["args"])
     deployment = app._bound_deployment
     assert deployment._deployment_config.autoscaling_config.max_replicas == 4
@@ -54,7 +56,10 @@ def test_rayservice_manifest_matches_the_serve_config():
     ours = _serve_config()["applications"][0]
     theirs = embedded["applications"][0]
     assert theirs["import_path"] == ours["import_path"] and theirs["name"] == ours["name"]
-    assert theirs["args"] == ours["args"]  # same application, only the bind address differs
+    paths = ("history_path", "export_dir")  # KubeRay mounts a volume; serve run needs no root
+    assert {k: v for k, v in theirs["args"].items() if k not in paths} == {
+        k: v for k, v in ours["args"].items() if k not in paths
+    }
     assert (
         embedded["http_options"]["request_timeout_s"]
         == _serve_config()["http_options"]["request_timeout_s"]
@@ -74,3 +79,19 @@ def test_prometheus_scrapes_tinydancer_and_ray():
     assert jobs["tinydancer"]["metrics_path"] == "/metrics"
     assert jobs["tinydancer"]["static_configs"][0]["targets"] == ["127.0.0.1:8000"]
     assert jobs["ray"]["static_configs"][0]["targets"] == ["127.0.0.1:8080"]
+
+
+def test_build_app_refuses_to_start_without_an_admin_token(monkeypatch):
+    """Issue 12 #11: `serve run` used to invent a token nobody could ever read."""
+    from cluster.app import build_app
+    from tinydancer.errors import ConfigError
+
+    monkeypatch.delenv("TINYDANCER_ADMIN_TOKEN", raising=False)
+    with pytest.raises(ConfigError, match="TINYDANCER_ADMIN_TOKEN"):
+        build_app(_serve_config()["applications"][0]["args"])
+
+
+def test_the_serve_config_writes_where_no_root_is_needed():
+    args = _serve_config()["applications"][0]["args"]
+    for key in ("history_path", "export_dir"):
+        assert not Path(args[key]).is_absolute(), (key, args[key])
