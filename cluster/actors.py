@@ -21,6 +21,7 @@ from typing import Any
 import ray
 
 from cluster.config import AppArgs
+from cluster.metrics import without_gone_replicas
 from tinydancer.agents.agent import Agent
 from tinydancer.agents.breaker import BreakerConfig, CircuitBreaker
 from tinydancer.agents.ledger import Answer, DecisionLedger, LedgerEntry
@@ -56,6 +57,7 @@ class HistoryStoreActor:
                 export_dir=args.export_dir,
                 max_buffer_rows=args.history_max_buffer_rows,
                 max_buffer_age_s=args.history_max_buffer_age_s,
+                age_from_decision_ts=True,  # the loss bound holds in client time
                 retention_days=args.history_retention_days,
             )
         )
@@ -130,7 +132,11 @@ class HistoryStoreActor:
 
     async def status(self) -> dict[str, Any]:
         self._ensure_ticker()
-        return {"buffered_rows": self.store.buffered_rows, **self.store.stats}
+        return {
+            "buffered_rows": self.store.buffered_rows,
+            **self.store.stats,
+            "written_total": self.store.written_total(),
+        }
 
     async def close(self) -> None:
         self.store.close()
@@ -141,20 +147,10 @@ class AgentRegistryActor:
     def __init__(self, args: AppArgs, history: Any, default_agents: list[dict[str, Any]]) -> None:
         self.history = history
         self.feedback_wait_s = args.feedback_wait_s
-        snapshot = ray.get(history.latest_agent_snapshot.remote())
-        if snapshot is not None:
-            self.registry = AgentRegistry.restore(snapshot)
-            self.restored_from_version: int | None = self.registry.version
-        else:
-            self.registry = AgentRegistry(bandit_config=args.bandit)
-            self.restored_from_version = None
-            if args.register_default_agents:
-                for spec in default_agents:
-                    self.registry.register(Agent.model_validate(spec))
-        # Refuse agents whose specialization does not fit the model (one would break every route).
-        self.registry.embedding_dim = load_model(
-            args.agent_model_path or shipped_model_path("agent"), expect_mode="agent"
-        ).embedding.dim
+        self._args, self._default_agents = args, default_agents
+        self._registry: AgentRegistry | None = None  # restored by the first call (`_ready`)
+        self._restoring: asyncio.Lock | None = None
+        self.restored_from_version: int | None = None
         self.ledger = DecisionLedger(capacity=1_000_000)
         self._waiters: dict[str, asyncio.Event] = {}
         self._persisted_version = -1
@@ -162,12 +158,44 @@ class AgentRegistryActor:
         self.model: dict[str, Any] = {}  # desired model files, rolled out by replicas
         self._replica_samples: dict[str, list[Any]] = {}
         self._replica_models: dict[str, dict[str, str]] = {}
+        self._replica_seen: dict[str, float] = {}  # replica -> monotonic time of its last report
+
+    async def _ready(self) -> None:
+        """Restore the latest persisted registry (or start the default pool) once. Awaited,
+        not `ray.get` in __init__: a blocking get would stall this async actor's loop."""
+        if self._registry is not None:
+            return
+        self._restoring = self._restoring or asyncio.Lock()
+        async with self._restoring:
+            if self._registry is not None:
+                return
+            snapshot = await self.history.latest_agent_snapshot.remote()
+            if snapshot is not None:
+                registry = AgentRegistry.restore(snapshot)
+                self.restored_from_version = registry.version
+            else:
+                registry = AgentRegistry(bandit_config=self._args.bandit)
+                if self._args.register_default_agents:
+                    for spec in self._default_agents:
+                        registry.register(Agent.model_validate(spec))
+            # refuse agents whose specialization does not fit the model (one would break
+            # every route)
+            registry.embedding_dim = load_model(
+                self._args.agent_model_path or shipped_model_path("agent"), expect_mode="agent"
+            ).embedding.dim
+            self._registry = registry
+
+    @property
+    def registry(self) -> AgentRegistry:
+        assert self._registry is not None, "await self._ready() first"
+        return self._registry
 
     def _ensure_persister(self) -> None:
         if self._persister is None:
             self._persister = asyncio.get_running_loop().create_task(self._persist_loop())
 
     async def _persist_loop(self) -> None:
+        await self._ready()
         while True:
             if self.registry.version != self._persisted_version:
                 version = self.registry.version
@@ -176,6 +204,7 @@ class AgentRegistryActor:
             await asyncio.sleep(0.5)
 
     async def persist_now(self) -> int:
+        await self._ready()
         await self.history.record_agent_snapshot.remote(self.registry.snapshot())
         self._persisted_version = self.registry.version
         return self._persisted_version
@@ -183,6 +212,7 @@ class AgentRegistryActor:
     # -- state for replicas ---------------------------------------------------------------------
     async def snapshot_if_newer(self, version: int) -> dict[str, Any] | None:
         self._ensure_persister()
+        await self._ready()
         return None if version == self.registry.version else self.registry.snapshot()
 
     async def remember_decisions(self, entries: list[LedgerEntry]) -> None:
@@ -206,6 +236,7 @@ class AgentRegistryActor:
     ) -> dict[str, Any]:
         """Validate against the ledger (waiting briefly for a decision, or a gateway answer,
         still on its way from a replica), then learn."""
+        await self._ready()
         self._ensure_persister()
         if not self.ledger.ready_for_feedback(request_id) and self.feedback_wait_s > 0:
             deadline = time.monotonic() + self.feedback_wait_s
@@ -229,6 +260,7 @@ class AgentRegistryActor:
     async def record_gateway(self, attempts: list[AttemptOutcome], answers: list[Answer]) -> int:
         """A replica's gateway attempts (validated there, in order) teach the registry in
         bulk; finished answers await their quality report in the shared ledger."""
+        await self._ready()
         self._ensure_persister()
         teach_registry(self.registry, attempts)
         for answer in answers:
@@ -242,6 +274,7 @@ class AgentRegistryActor:
     # -- agent administration --------------------------------------------------------------------
     async def call(self, method: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
         """Run a registry method; errors come back as data (the HTTP layer maps them to 4xx)."""
+        await self._ready()
         self._ensure_persister()
         allowed = {"register", "update", "remove", "set_active", "get", "list", "stats"}
         if method not in allowed:
@@ -275,16 +308,24 @@ class AgentRegistryActor:
     ) -> None:
         self._replica_samples[replica] = samples
         self._replica_models[replica] = model_versions
+        self._replica_seen[replica] = time.monotonic()
 
     async def metrics_view(self) -> dict[str, Any]:
+        """Replicas silent for `REPLICA_GONE_S` are gone: their gauges and model versions
+        leave `/metrics`, their counters stay in the sums (which never go down)."""
+        await self._ready()
+        samples, models = without_gone_replicas(
+            self._replica_samples, self._replica_models, self._replica_seen, time.monotonic()
+        )
         return {
-            "samples": dict(self._replica_samples),
-            "model_versions": dict(self._replica_models),
+            "samples": samples,
+            "model_versions": models,
             "bandit_updates": self.registry.bandit_updates,
             "version": self.registry.version,
         }
 
     async def status(self) -> dict[str, Any]:
+        await self._ready()
         return {
             "version": self.registry.version,
             "agents": len(self.registry),

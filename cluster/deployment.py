@@ -23,7 +23,7 @@ from cluster import actors
 from cluster.config import AppArgs
 from cluster.default_agents import DEFAULT_AGENTS
 from cluster.gateway import CHAT_OPENAPI, OPENAI_ERROR_RESPONSES, to_http
-from cluster.http import AdminAuth, OrjsonResponse, create_api, query_options, read_json
+from cluster.http import AdminAuth, OrjsonResponse, create_api, plain, query_options, read_json
 from cluster.http_models import (
     ERROR_RESPONSES,
     AgentPatch,
@@ -64,6 +64,20 @@ BATCH_OPENAPI = {
     }
 }
 _ADMIN: dict[str, AdminAuth] = {}  # this replica's admin token, checked before any body is read
+# OpenAPI links: a decision's request id and agent are what its feedback takes (clients and
+# schemathesis' stateful phase follow them).
+ROUTE_LINKS = {
+    "description": "the decision",
+    "links": {
+        "Feedback": {
+            "operationId": "http_feedback_v1_feedback_post",
+            "requestBody": {
+                "request_id": "$response.body#/request_id",
+                "agent": "$response.body#/agent",
+            },
+        }
+    },
+}
 api = create_api(lambda: _LIMIT["bytes"], lambda: _ADMIN.get("auth"))
 
 
@@ -122,7 +136,7 @@ class RouterDeployment:
         engine_request = (
             request
             if isinstance(request, AgentRequest)
-            else RouteBody.model_validate(request).to_engine()
+            else RouteBody.model_validate(plain(request)).to_engine()
         )
         self._routing += 1
         try:
@@ -153,7 +167,7 @@ class RouterDeployment:
         parsed = (
             body
             if isinstance(body, CandidateRouteBody)
-            else CandidateRouteBody.model_validate(body)
+            else CandidateRouteBody.model_validate(plain(body))
         )
         out = self.state.route_candidates(parsed)
         self.metrics.route_latency.labels("route_candidates").observe(time.perf_counter() - started)
@@ -162,11 +176,13 @@ class RouterDeployment:
     async def feedback(self, body: FeedbackBody | dict[str, Any]) -> dict[str, Any]:
         """Handle method: an outcome for a decision the service issued."""
         self.state.ensure_background()
-        parsed = body if isinstance(body, FeedbackBody) else FeedbackBody.model_validate(body)
+        parsed = (
+            body if isinstance(body, FeedbackBody) else FeedbackBody.model_validate(plain(body))
+        )
         return await self.state.feedback(parsed)
 
     # -- HTTP -------------------------------------------------------------------------------------
-    @api.post("/v1/route", responses=ERROR_RESPONSES)
+    @api.post("/v1/route", responses={**ERROR_RESPONSES, 200: ROUTE_LINKS})
     async def http_route(self, body: RouteBody) -> Any:
         return OrjsonResponse(await self.route(body.to_engine()))
 
@@ -252,8 +268,10 @@ class RouterDeployment:
 
     @api.post("/v1/agents", status_code=201, responses=ERROR_RESPONSES)
     async def register_agent(self, body: Agent, request: Request) -> Any:
+        # again, strictly (JSON 0 is not a boolean): `Agent` itself is lax for Python callers
+        strict = Agent.model_validate_json(await request.body(), strict=True)
         return self.auth.check(request) or await self._registry_call(
-            "register", body.model_dump(mode="json")
+            "register", strict.model_dump(mode="json")
         )
 
     @api.patch("/v1/agents/{name:path}", responses=ERROR_RESPONSES)

@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -41,6 +42,7 @@ __all__ = [
     "OrjsonResponse",
     "create_api",
     "is_admin_route",
+    "plain",
     "query_options",
     "read_json",
     "status_for",
@@ -128,10 +130,10 @@ class _TooLarge(StarletteHTTPException):
         super().__init__(413, f"request body exceeds {limit} bytes")
 
 
-_ADMIN_PATHS = (
+_ADMIN_PATHS = (  # DOTALL: a name with a newline is still an admin path (401, not 404)
     (frozenset({"POST"}), re.compile(r"/v1/agents/?")),
-    (frozenset({"PATCH", "DELETE", "PUT", "POST"}), re.compile(r"/v1/agents/.+")),
-    (None, re.compile(r"/v1/admin(/.*)?")),  # None: every method
+    (frozenset({"PATCH", "DELETE", "PUT", "POST"}), re.compile(r"/v1/agents/.+", re.S)),
+    (None, re.compile(r"/v1/admin(/.*)?", re.S)),  # None: every method
 )
 
 
@@ -295,6 +297,20 @@ def _methods_for(routes: list[Any], path: str, prefix: str) -> Any:
         regex = getattr(route, "path_regex", None)
         if regex is not None and path.startswith(prefix) and regex.match(path[len(prefix) :]):
             yield from getattr(route, "methods", None) or ()
+
+
+def plain(value: Any) -> Any:
+    """A handle call's body with numpy arrays (what a Ray job holds) as lists, for the strict
+    HTTP models; base64 strings and plain lists pass through."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
 
 
 def query_options(request: Request) -> dict[str, Any]:

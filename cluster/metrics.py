@@ -15,9 +15,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-__all__ = ["ReplicaMetrics", "render_cluster_metrics"]
+__all__ = ["REPLICA_GONE_S", "ReplicaMetrics", "render_cluster_metrics", "without_gone_replicas"]
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 Sample = tuple[
@@ -87,6 +87,27 @@ class ReplicaMetrics:
         return out
 
 
+REPLICA_GONE_S = 10.0  # replicas report every second; one silent for this long is dead
+
+
+def without_gone_replicas(
+    samples: dict[str, list[Sample]],
+    models: dict[str, dict[str, str]],
+    seen: dict[str, float],
+    now: float,
+    gone_s: float = REPLICA_GONE_S,
+) -> tuple[dict[str, list[Sample]], dict[str, dict[str, str]]]:
+    """Drop the gauges and model versions of replicas not heard from for `gone_s` (a killed
+    replica's frozen staleness gauge); keep their counters and histograms, so that sums over
+    replicas never go down when one dies (a replacement starts from zero)."""
+    live = {replica for replica, at in seen.items() if now - at < gone_s}
+    kept = {
+        replica: rows if replica in live else [s for s in rows if s[1] != "gauge"]
+        for replica, rows in samples.items()
+    }
+    return kept, {replica: v for replica, v in models.items() if replica in live}
+
+
 class _Aggregated:
     def __init__(self, families: Iterable[Metric]) -> None:
         self._families = list(families)
@@ -123,12 +144,22 @@ def render_cluster_metrics(per_replica: dict[str, list[Sample]], cluster: dict[s
         for candidate in ("closed", "open", "half_open"):
             states.add_metric([agent, candidate], 1.0 if state == candidate else 0.0)
     families.append(states)
-    cluster_gauges: tuple[tuple[str, str, Any], ...] = (
+    # Counters with a restart-safe source: the registry's count is restored with its
+    # snapshot, the history's is the file's sequence number (not a per-process tally).
+    counters = (
         (
-            "tinydancer_bandit_updates_total",
+            "tinydancer_bandit_updates",
             "Posterior updates applied by the registry",
-            cluster.get("bandit_updates"),
+            "bandit_updates",
         ),
+        ("tinydancer_history_decisions", "Decisions written to the history", "history_decisions"),
+    )
+    for counter_name, counter_doc, source in counters:
+        if cluster.get(source) is not None:
+            counter = CounterMetricFamily(counter_name, counter_doc)
+            counter.add_metric([], float(cluster[source]))
+            families.append(counter)
+    cluster_gauges: tuple[tuple[str, str, Any], ...] = (
         (
             "tinydancer_history_buffer_records",
             "Records buffered in the history store",
@@ -138,11 +169,6 @@ def render_cluster_metrics(per_replica: dict[str, list[Sample]], cluster: dict[s
             "tinydancer_history_flush_seconds",
             "Duration of the last history flush",
             cluster.get("history_flush_s"),
-        ),
-        (
-            "tinydancer_history_decisions_total",
-            "Decisions written to the history",
-            cluster.get("history_decisions"),
         ),
         ("tinydancer_registry_version", "Registry version", cluster.get("registry_version")),
     )

@@ -398,7 +398,7 @@ class ReplicaState:
             "bandit_updates": view["bandit_updates"],
             "history_buffer": history["buffered_rows"],
             "history_flush_s": history["last_flush_s"],
-            "history_decisions": history["decisions"],
+            "history_decisions": history["written_total"]["decisions"],
             "registry_version": view["version"],
             "model_versions": view["model_versions"],
         }

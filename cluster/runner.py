@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +38,36 @@ log = logging.getLogger("tinydancer.cluster")
 # the routing API that wants a quicker 408 sends Serve's `x-request-timeout-seconds`.
 PROXY_MARGIN_S = 5.0
 REQUEST_TIMEOUT_S = GatewayConfig().deadline_s + PROXY_MARGIN_S
+
+
+# Ray's single-machine mode (its default on macOS and Windows): the node IP is 127.0.0.1, so
+# GCS, raylet, worker, agent and metrics-export ports all listen on loopback; on Linux Ray
+# otherwise binds them to every interface. Read by the processes Ray spawns (environment)
+# and by this one (the constant, evaluated when ray was imported).
+_SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+@contextlib.contextmanager
+def _ray_on_loopback() -> Iterator[None]:
+    """For the `ray.init` inside: the processes it starts keep the setting; this process's
+    environment and Ray's constant are restored after (later subprocesses, such as a test's
+    multi-node cluster, are not affected)."""
+    from ray._private import ray_constants
+
+    before_env, before_constant = (
+        os.environ.get(_SINGLE_MACHINE_ENV),
+        ray_constants.ENABLE_RAY_CLUSTER,
+    )
+    os.environ[_SINGLE_MACHINE_ENV] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = before_constant
+        if before_env is None:
+            os.environ.pop(_SINGLE_MACHINE_ENV, None)
+        else:
+            os.environ[_SINGLE_MACHINE_ENV] = before_env
 
 
 @dataclass
@@ -76,7 +108,8 @@ class LocalCluster:
             }
             if metrics_export_port is not None:
                 options["_metrics_export_port"] = metrics_export_port
-            ray.init(**options)
+            with _ray_on_loopback():
+                ray.init(**options)
             started = True
         http_options: dict[str, Any] = {"host": host, "port": port}
         if request_timeout_s is not None:
@@ -109,9 +142,10 @@ class LocalCluster:
             for which in ("registry", "breaker", "history"):
                 with contextlib.suppress(ValueError):
                     ray.kill(self.actor(which), no_restart=True)
-            serve.shutdown()
-            if self.started_ray:
-                ray.shutdown()
+            if self.started_ray:  # Ray's shutdown ends Serve too; serve.shutdown() first would
+                ray.shutdown()  # print "graceful_shutdown failed" (a retried task), read as a crash
+            else:
+                serve.shutdown()
         return integrity
 
     def wait_ready(self, timeout_s: float = 120.0) -> None:

@@ -35,9 +35,10 @@ def test_serve_config_is_valid_for_ray_and_for_the_builder():
     assert config["http_options"]["request_timeout_s"] == REQUEST_TIMEOUT_S
 
 
-def test_build_app_turns_args_into_deployment_options():
+def test_build_app_turns_args_into_deployment_options(monkeypatch):
     from cluster.app import build_app
 
+    monkeypatch.setenv("TINYDANCER_ADMIN_TOKEN", "a-token-from-the-environment")
     app = build_app(_serve_config()["applications"][0]["args"])
     deployment = app._bound_deployment
     assert deployment._deployment_config.autoscaling_config.max_replicas == 4
@@ -55,7 +56,10 @@ def test_rayservice_manifest_matches_the_serve_config():
     ours = _serve_config()["applications"][0]
     theirs = embedded["applications"][0]
     assert theirs["import_path"] == ours["import_path"] and theirs["name"] == ours["name"]
-    assert theirs["args"] == ours["args"]  # same application, only the bind address differs
+    paths = ("history_path", "export_dir")  # KubeRay mounts a volume; serve run needs no root
+    assert {k: v for k, v in theirs["args"].items() if k not in paths} == {
+        k: v for k, v in ours["args"].items() if k not in paths
+    }
     assert (
         embedded["http_options"]["request_timeout_s"]
         == _serve_config()["http_options"]["request_timeout_s"]
@@ -94,3 +98,19 @@ def test_the_apps_agents_and_gateway_are_validated_when_the_app_is_built():
         )
     with pytest.raises(ValidationError, match="max_attempts"):
         AppArgs.model_validate({"gateway": {"max_attempts": 0}})
+
+
+def test_build_app_refuses_to_start_without_an_admin_token(monkeypatch):
+    """Issue 12 #11: `serve run` used to invent a token nobody could ever read."""
+    from cluster.app import build_app
+    from tinydancer.errors import ConfigError
+
+    monkeypatch.delenv("TINYDANCER_ADMIN_TOKEN", raising=False)
+    with pytest.raises(ConfigError, match="TINYDANCER_ADMIN_TOKEN"):
+        build_app(_serve_config()["applications"][0]["args"])
+
+
+def test_the_serve_config_writes_where_no_root_is_needed():
+    args = _serve_config()["applications"][0]["args"]
+    for key in ("history_path", "export_dir"):
+        assert not Path(args[key]).is_absolute(), (key, args[key])

@@ -186,6 +186,8 @@ def test_the_probes_http_findings_hold_on_the_real_app(http, admin):
     ):
         reply = http.request(method, path, json=body)
         assert reply.status_code == 401, (path, reply.text)
+    lax = http.post("/v1/agents", json={"name": "lax", "active": 0}, headers=admin)
+    assert lax.status_code == 422 and lax.json()["field"] == "active", lax.text
     for capabilities in (True, 5, 1.5):
         spec = {"name": "_", "capabilities": capabilities}
         reply = http.post("/v1/agents", json=spec, headers=admin)
@@ -261,6 +263,7 @@ def test_observability_endpoints(http):
         "tinydancer_route_latency_seconds_bucket",
         "tinydancer_breaker_state",
         "tinydancer_bandit_updates_total",
+        "tinydancer_history_decisions_total",
         "tinydancer_history_buffer_records",
         "tinydancer_model_info",
         "tinydancer_snapshot_staleness_seconds",

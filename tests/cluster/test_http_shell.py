@@ -105,6 +105,7 @@ def test_the_token_still_lets_valid_and_invalid_bodies_through(client):
 def test_which_routes_are_admin_routes():
     assert is_admin_route("POST", "/v1/agents") and is_admin_route("DELETE", "/v1/agents/a/b")
     assert is_admin_route("patch", "/v1/agents/a") and is_admin_route("GET", "/v1/admin/reload")
+    assert is_admin_route("PATCH", "/v1/agents/\nname")  # schemathesis found this one
     assert not is_admin_route("GET", "/v1/agents") and not is_admin_route("GET", "/v1/agents/a")
     assert not is_admin_route("POST", "/v1/route") and not is_admin_route("POST", "/v1/feedback")
 

@@ -154,8 +154,6 @@ class Agent(BaseModel):
     def _lowercase(cls, value: Any) -> frozenset[str]:
         if isinstance(value, str):
             raise ValueError("capabilities must be a list of strings, not one string")
-        if value is None:
-            value = ()
         if not isinstance(value, list | tuple | set | frozenset):
             raise ValueError(
                 f"capabilities must be a list of strings, got {type(value).__name__} {value!r}"

@@ -176,6 +176,10 @@ def load_model(path: str | os.PathLike[str], *, expect_mode: Mode | None = None)
         raise ModelFileError(where, "no such file") from None
     except OSError as exc:  # e.g. a name longer than the file system allows
         raise ModelFileError(where[:200], f"not a usable path ({exc.strerror})") from None
+    except ValueError as exc:  # e.g. an embedded NUL byte
+        raise ModelFileError(
+            where[:200].replace("\0", "\\0"), f"not a usable path ({exc})"
+        ) from None
     if not stat.S_ISREG(mode_bits):  # a directory, /dev/zero, a FIFO: reading could never end
         kind = next((name for test, name in _FILE_KINDS if test(mode_bits)), "not a regular file")
         raise ModelFileError(

@@ -635,7 +635,7 @@ def test_a_quality_reported_later_teaches_quality_without_counting_a_request(reg
         registry.record_quality("r1", "coder", 1.5)
 
 
-@pytest.mark.parametrize("value", [True, 5, 1.5, {"chat": 1}, "chat"])
+@pytest.mark.parametrize("value", [True, 5, 1.5, {"chat": 1}, "chat", None])
 def test_capabilities_that_are_not_a_list_are_a_validation_error(value):
     with pytest.raises(ValidationError, match="capabilities must be a list of strings"):
         Agent(name="a", capabilities=value)

@@ -128,3 +128,8 @@ def test_expected_mode_is_enforced(shipped, tmp_path):
 def test_a_device_or_a_directory_is_named_as_such(tmp_path, path, kind):
     with pytest.raises(ModelFileError, match=f"not a model file.*found {kind}"):
         load_model(path or tmp_path)
+
+
+def test_a_path_with_a_nul_byte_is_a_model_file_error_not_a_crash():
+    with pytest.raises(ModelFileError, match="not a usable path"):
+        load_model("models/agent\0.safetensors")
