@@ -15,7 +15,8 @@ import pytest
 from tinydancer.datasets import load_split
 from tinydancer.evaluation.offline import calibrate_knob, evaluate, segment_diagnostics
 from tinydancer.evaluation.online import replay
-from tinydancer.training.agent import split_indices, train_agent_model
+from tinydancer.training.agent import split_indices
+from tinydancer.training.linear import train_linear_agent_model
 
 OUT = Path(__file__).resolve().parents[1] / ".bench"
 
@@ -25,7 +26,7 @@ def test_quality(benchmark, shared_data, dataset):
     benchmark.group = f"quality {dataset}"
     base = shared_data / "routerbench" / dataset
     train, test = load_split(base / "train"), load_split(base / "test")
-    model, training = train_agent_model(train, seed=0)
+    model, training = train_linear_agent_model(train, seed=0)
     _, _, calibration_rows = split_indices(len(train), 0)
     model = model.with_info(willingness_to_pay=calibrate_knob(model, train.take(calibration_rows)))
     evaluation = benchmark.pedantic(
@@ -45,6 +46,8 @@ def test_quality(benchmark, shared_data, dataset):
             k: training[k]
             for k in (
                 "prompts",
+                "regime",
+                "cv_per_agent",
                 "validation_brier",
                 "int8_vs_float32_max_abs_diff",
                 "size_bytes",
@@ -58,4 +61,18 @@ def test_quality(benchmark, shared_data, dataset):
         k: v["aiq"] for k, v in evaluation.result["baselines"].items() if k != "single"
     }
     benchmark.extra_info |= {f"aiq.{k}": v for k, v in summary.items()}
+    intervals = evaluation.bootstrap
+    print(  # the README's table rows (run with -s to see them)
+        f"| {dataset} | "
+        + " | ".join(
+            f"{summary[k]:.4f}"
+            for k in ("router", "zero_router", "knn", "logistic", "logistic_probe")
+        )
+        + " | "
+        + " | ".join(
+            f"{intervals[k]['mean']:+.4f} [{intervals[k]['low_95']:+.4f}, {intervals[k]['high_95']:+.4f}]"
+            for k in ("zero_router", "knn", "logistic", "logistic_probe")
+        )
+        + f" | {training['regime']} |"
+    )
     assert summary["random"] < summary["router"] < summary["oracle"]

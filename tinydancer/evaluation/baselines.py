@@ -4,6 +4,10 @@
   similar training prompts (cosine); k by 5-fold cross-validation (Brier score).
 * Per-agent logistic regression on embeddings with an L2 penalty (Newton / IRLS);
   the penalty by 5-fold cross-validation (Brier score).
+* The simple logistic probe (`fit_logistic_probe`), nothing tuned: per agent, on the
+  prompts where it has an outcome, 300 full-batch gradient steps
+  ``w -= 0.5 * (X.T @ (p - y) / n + 10 * w / n)``, ``b -= 0.5 * mean(p - y)`` from
+  ``w = 0`` and ``b`` = the log-odds of the agent's mean quality.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["fit_knn", "fit_logistic", "masked_brier"]
+__all__ = ["fit_knn", "fit_logistic", "fit_logistic_probe", "masked_brier"]
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 
@@ -109,3 +113,28 @@ def fit_logistic(
     best = min(scores, key=scores.__getitem__)
     weights = _fit_all(x, quality, best)
     return (lambda new: _logistic_predict(weights, new)), best
+
+
+def _probe_weights(x: np.ndarray, y: np.ndarray, steps: int = 300) -> np.ndarray:
+    """(D + 1,) weights then bias of one agent's probe (see the module docstring)."""
+    n = len(y)
+    mean = float(np.clip(np.mean(y), 1e-4, 1 - 1e-4))  # a 0 or 1 base rate: finite log-odds
+    w, b = np.zeros(x.shape[1]), float(np.log(mean / (1 - mean)))
+    for _ in range(steps):
+        p = 1.0 / (1.0 + np.exp(-(x @ w + b)))
+        w = w - 0.5 * (x.T @ (p - y) / n + 10.0 * w / n)
+        b = b - 0.5 * float(np.mean(p - y))
+    return np.r_[w, b]
+
+
+def fit_logistic_probe(x: np.ndarray, quality: np.ndarray) -> Predictor:
+    """The simple logistic probe of every agent; an agent without outcomes predicts 0.5."""
+    x = np.asarray(x, np.float64)
+    weights = []
+    for a in range(quality.shape[1]):
+        seen = ~np.isnan(quality[:, a])
+        weights.append(
+            _probe_weights(x[seen], quality[seen, a]) if seen.any() else np.zeros(x.shape[1] + 1)
+        )
+    stacked = np.asarray(weights)  # (A, D + 1)
+    return lambda new: _logistic_predict(stacked, np.asarray(new, np.float64))

@@ -140,13 +140,16 @@ def evaluate(
         train = train.reindex_agents(agents)
         knn, k = baselines.fit_knn(train.embeddings, train.quality, seed=seed)
         logistic, penalty = baselines.fit_logistic(train.embeddings, train.quality, seed=seed)
+        probe = baselines.fit_logistic_probe(train.embeddings, train.quality)
         predictions = {
             "knn": knn(test.embeddings),
             "logistic": logistic(test.embeddings),
+            "logistic_probe": probe(test.embeddings),
             "router": predict_quality(model.float_params(), test.embeddings),
         }
         choices["knn"] = _choices_from_scores(predictions["knn"], available, costs, grid)
-        choices["logistic"] = _choices_from_scores(predictions["logistic"], available, costs, grid)
+        for name in ("logistic", "logistic_probe"):
+            choices[name] = _choices_from_scores(predictions[name], available, costs, grid)
         details |= {
             "knn_k": k,
             "logistic_l2": penalty,
@@ -178,7 +181,7 @@ def evaluate(
         "random": metrics_for(np.asarray(random_points)),
         "zero_router": metrics_for(singles),
     }
-    for name in ("knn", "logistic"):
+    for name in ("knn", "logistic", "logistic_probe"):
         if name in choices:
             baselines_out[name] = metrics_for(_curve(choices[name], quality_filled, cost_filled))
     baselines_out["oracle"] = metrics_for(_curve(choices["oracle"], quality_filled, cost_filled))
@@ -222,7 +225,7 @@ def _paired_bootstrap(
                 cost_range,
             ),
         }
-        for name in ("knn", "logistic", "oracle"):
+        for name in ("knn", "logistic", "logistic_probe", "oracle"):
             if name in choices:
                 others[name] = aiq(_curve(choices[name], q, c, rows), cost_range)
         for name, value in others.items():

@@ -7,7 +7,12 @@ import warnings
 import numpy as np
 import pytest
 
-from tinydancer.evaluation.baselines import fit_knn, fit_logistic, masked_brier
+from tinydancer.evaluation.baselines import (
+    fit_knn,
+    fit_logistic,
+    fit_logistic_probe,
+    masked_brier,
+)
 
 KS = (5, 10, 20, 40, 80, 160)
 PENALTIES = (0.3, 1.0, 3.0, 10.0, 30.0)
@@ -199,3 +204,40 @@ def test_knn_agent_without_outcomes_gets_a_finite_prediction():
     quality[:, 2] = np.nan
     predict, _ = fit_knn(x, quality)
     assert np.all(np.isfinite(predict(x[:10])))
+
+
+# -- the simple logistic probe -----------------------------------------------------------
+
+
+def probe_by_hand(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+    """The issue's dozen lines of numpy, written out once more."""
+    n = len(y)
+    w, b = np.zeros(x.shape[1]), np.log(y.mean() / (1 - y.mean()))
+    for _ in range(300):
+        p = 1 / (1 + np.exp(-(x @ w + b)))
+        w, b = w - 0.5 * (x.T @ (p - y) / n + 10 * w / n), b - 0.5 * np.mean(p - y)
+    return w, b
+
+
+def test_probe_is_exactly_the_described_recipe():
+    x, quality = synthetic(300, seed=6, missing=0.2)
+    predicted = fit_logistic_probe(x, quality)(x)
+    for a in range(3):
+        seen = ~np.isnan(quality[:, a])
+        w, b = probe_by_hand(x[seen], quality[seen, a])
+        np.testing.assert_allclose(predicted[:, a], 1 / (1 + np.exp(-(x @ w + b))), rtol=1e-9)
+
+
+def test_probe_beats_the_base_rate_where_there_is_signal(split):
+    train_x, train_q, test_x, test_q = split
+    predicted = fit_logistic_probe(train_x, train_q)(test_x)
+    base = base_rate(train_q, len(test_x))
+    assert masked_brier(predicted, test_q) < masked_brier(base, test_q) - 0.03
+
+
+def test_probe_of_an_agent_without_outcomes_says_one_half():
+    x, quality = synthetic(50, seed=7)
+    quality[:, 2] = np.nan
+    predicted = fit_logistic_probe(x, quality)(x)
+    np.testing.assert_allclose(predicted[:, 2], 0.5)
+    assert np.all(np.isfinite(predicted))

@@ -50,6 +50,7 @@ def test_eval_json_has_exactly_the_documented_shape(arc, capsys, tmp_path):
         "zero_router",
         "knn",
         "logistic",
+        "logistic_probe",
         "oracle",
         "single",
     }
@@ -63,7 +64,7 @@ def test_eval_json_has_exactly_the_documented_shape(arc, capsys, tmp_path):
         assert all(len(point) == 2 for point in metrics["curve"])
     assert len(result["baselines"]["single"]) == 11
     boot = json.loads((tmp_path / "boot.json").read_text())
-    assert {"zero_router", "knn", "logistic", "oracle", "random"} <= set(
+    assert {"zero_router", "knn", "logistic", "logistic_probe", "oracle", "random"} <= set(
         boot["aiq_difference_router_minus"]
     )
     assert (tmp_path / "curves.png").stat().st_size > 10_000

@@ -1,0 +1,257 @@
+"""The default agent-model recipe: per-agent logistic heads, shrunk by cross-validation.
+
+Each agent gets a logistic regression on the raw 384-d embedding, fitted by full-batch
+gradient descent from ``w = 0`` and ``b`` = the log-odds of its mean quality (the loss
+and L2 term of `eval`'s ``logistic_probe``). Two things are chosen per agent by K-fold
+cross-validation on the training split alone (out-of-fold Brier score):
+
+* how long to descend (early stopping: a time ``lr * steps`` from `TIMES`, 0 = none), and
+* a shrinkage ``s`` in [0, 1] of the logit towards the agent's mean:
+  ``logit = b0 + s * (w.x + b - b0)``.
+
+A head is kept only if its out-of-fold Brier score beats the base rate's by more than
+one paired standard error (the one-standard-error rule); otherwise the agent's head is
+its base rate.
+
+Where cross-validation finds no signal for an agent (``s = 0`` or time 0) its head is
+its base rate; where it finds none for any agent the model predicts every agent's mean
+quality for every prompt, and routing by the knob is the static mix of single agents.
+
+The fitted heads are embedded exactly in a FastGRNN so the product's INT8 runtime
+serves them unchanged (`embed_in_fastgrnn`): one hidden unit per agent, full-rank W
+(the agent's weights, scaled so ``W x`` stays in tanh's linear range), U = 0, a gate
+bias so negative that the gate stays shut (the state is the last message's), and a
+diagonal head that undoes the scale. INT8 quantisation (per row) applies as to any
+FastGRNN; the report gives the INT8-vs-float difference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tinydancer.datasets import RoutingOutcomes
+from tinydancer.model.conformal import calibrate
+from tinydancer.model.embedding import DEFAULT_EMBEDDING, EmbeddingSpec
+from tinydancer.model.fastgrnn import FastGRNNConfig, matrix_names
+from tinydancer.model.quantization import QUANTIZATION_SCHEME, dequantize_numpy, quantize
+from tinydancer.model.weights import RouterModel
+from tinydancer.training import metrics
+from tinydancer.training.agent import predict_quality
+
+__all__ = [
+    "TIMES",
+    "ShrunkLogistic",
+    "embed_in_fastgrnn",
+    "fit_shrunk_logistic",
+    "train_linear_agent_model",
+]
+
+TIMES = (0.0, 15.0, 50.0, 150.0, 500.0, 1500.0, 5000.0)  # lr * steps; the probe's is 150
+SHRINKAGE = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))
+L2 = 10.0  # as the probe: the gradient of the penalty is L2 * w / n
+FOLDS = 5
+_GATE_SHUT = -16.0  # b_z: sigmoid(-16) ~ 1e-7
+_LINEAR_RANGE = 0.05  # max |W x| over the training prompts (tanh(0.05) / 0.05 = 0.9992)
+
+
+def sigmoid(z: np.ndarray | np.floating[Any]) -> np.ndarray:
+    """Logistic function, clipped so that no logit overflows exp (warnings are errors)."""
+    return np.asarray(1.0 / (1.0 + np.exp(-np.clip(z, -30.0, 30.0))))
+
+
+@dataclass(frozen=True)
+class ShrunkLogistic:
+    """Per-agent heads ``logit = weight @ x + bias`` and how cross-validation chose them."""
+
+    weight: np.ndarray  # (A, D)
+    bias: np.ndarray  # (A,)
+    out_of_fold: np.ndarray  # (n, A) cross-validated predictions of the chosen heads
+    choices: list[dict[str, float]]  # per agent: time, shrinkage, cv_brier, cv_brier_base_rate
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(sigmoid(np.asarray(x, np.float64) @ self.weight.T + self.bias))
+
+
+def _base_logit(quality: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    mean = (np.nan_to_num(quality) * observed).sum(0) / np.maximum(observed.sum(0), 1.0)
+    mean = np.where(observed.sum(0) > 0, mean, 0.5)
+    mean = np.clip(mean, 1e-4, 1 - 1e-4)
+    return np.asarray(np.log(mean / (1 - mean)))
+
+
+def _descent_path(
+    x: np.ndarray, quality: np.ndarray, learning_rate: float
+) -> tuple[dict[float, tuple[np.ndarray, np.ndarray]], np.ndarray]:
+    """{time: (W (D, A), b (A,))} along full-batch descent, and the start logits b0."""
+    observed = (~np.isnan(quality)).astype(np.float32)
+    y = np.nan_to_num(quality).astype(np.float32)
+    counts = np.maximum(observed.sum(0), 1.0)
+    b0 = _base_logit(quality, observed)
+    w, b = np.zeros((x.shape[1], quality.shape[1]), np.float32), b0.astype(np.float32)
+    at_step = {round(t / learning_rate): t for t in TIMES if t > 0}
+    path = {0.0: (w.copy(), b.copy())}
+    for step in range(1, max(at_step, default=0) + 1):
+        residual = (sigmoid(x @ w + b) - y) * observed  # (n, A)
+        w = w - learning_rate * (x.T @ residual + L2 * w) / counts
+        b = b - learning_rate * residual.sum(0) / counts
+        if step in at_step:
+            path[at_step[step]] = (w.copy(), b.copy())
+    return path, b0
+
+
+def _shrunk_logits(
+    x: np.ndarray, head: tuple[np.ndarray, np.ndarray], b0: np.ndarray, shrinkage: float
+) -> np.ndarray:
+    w, b = head
+    return np.asarray(b0 + shrinkage * (x @ w + b - b0))  # (n, A)
+
+
+def fit_shrunk_logistic(
+    x: np.ndarray, quality: np.ndarray, *, folds: int = FOLDS, seed: int = 0
+) -> ShrunkLogistic:
+    """Per-agent logistic heads with descent time and shrinkage chosen by K-fold CV."""
+    x = np.asarray(x, np.float32)
+    n, agents = quality.shape
+    # A safe step for every time: 0.5 / L, L = max eigenvalue of the logistic Hessian bound.
+    top = float(np.linalg.eigvalsh(x.T.astype(np.float64) @ x / max(n, 1)).max())
+    learning_rate = 2.0 / max(top, 1e-6)
+    order = np.random.default_rng(seed).permutation(n)
+    oof = {(t, s): np.zeros((n, agents)) for t in TIMES for s in SHRINKAGE}
+    for fold in np.array_split(order, folds):
+        rows = np.setdiff1d(order, fold)
+        path, b0 = _descent_path(x[rows], quality[rows], learning_rate)
+        for t in TIMES:
+            for s in SHRINKAGE:
+                oof[t, s][fold] = sigmoid(_shrunk_logits(x[fold], path[t], b0, s))
+    observed = ~np.isnan(quality)
+    path, b0 = _descent_path(x, quality, learning_rate)
+    weight, bias = np.zeros((agents, x.shape[1])), b0.astype(np.float64).copy()
+    chosen_oof = np.zeros((n, agents))
+    choices: list[dict[str, float]] = []
+    for a in range(agents):
+        seen = observed[:, a]
+        base_key = (0.0, 0.0)
+        y = quality[seen, a]
+        errors = {
+            key: float(np.mean((p[seen, a] - y) ** 2)) if seen.any() else 0.0
+            for key, p in oof.items()
+        }
+        best = min(oof, key=errors.__getitem__)  # grid order breaks ties: the base rate first
+        # One-standard-error rule against the base rate: a head must beat it by more than
+        # the paired standard error of the per-prompt squared-error difference.
+        if seen.sum() > 1 and best != base_key:
+            gain = (oof[base_key][seen, a] - y) ** 2 - (oof[best][seen, a] - y) ** 2
+            if gain.mean() <= gain.std(ddof=1) / np.sqrt(len(gain)):
+                best = base_key
+        t, s = best
+        w, b = path[t]
+        weight[a] = s * w[:, a]
+        bias[a] = b0[a] + s * (b[a] - b0[a])
+        chosen_oof[:, a] = oof[best][:, a]
+        choices.append(
+            {
+                "time": t,
+                "shrinkage": float(s),
+                "cv_brier": errors[best],
+                "cv_brier_base_rate": errors[base_key],
+            }
+        )
+    return ShrunkLogistic(weight, bias, chosen_oof, choices)
+
+
+def embed_in_fastgrnn(
+    heads: ShrunkLogistic, x_train: np.ndarray
+) -> tuple[FastGRNNConfig, dict[str, np.ndarray]]:
+    """Float FastGRNN parameters whose single-message logits are the heads' logits."""
+    agents, dim = heads.weight.shape
+    config = FastGRNNConfig(input_dim=dim, hidden_dim=agents, output_dim=agents)
+    reach = np.max(np.abs(np.asarray(x_train, np.float64) @ heads.weight.T), axis=0)  # (A,)
+    active = reach > 0
+    scale = np.where(active, _LINEAR_RANGE / np.where(active, reach, 1.0), 0.0)  # (A,)
+    zeta, nu = 1.0, -4.0
+    gain = sigmoid(np.float64(zeta)) * (1 - sigmoid(np.float64(_GATE_SHUT))) + sigmoid(
+        np.float64(nu)
+    )
+    head = np.diag(np.where(active, 1.0 / np.where(active, scale * gain, 1.0), 0.0))
+    params = {
+        "W": heads.weight * scale[:, None],
+        "U": np.zeros((agents, agents)),
+        "b_z": np.full(agents, _GATE_SHUT),
+        "b_h": np.zeros(agents),
+        "zeta": np.array([zeta]),
+        "nu": np.array([nu]),
+        "head.weight": head,
+        "head.bias": heads.bias,
+    }
+    return config, {k: np.asarray(v, np.float32) for k, v in params.items()}
+
+
+def _regime(choices: list[dict[str, float]]) -> str:
+    used = sum(1 for c in choices if c["shrinkage"] > 0 and c["time"] > 0)
+    if used == 0:
+        return "no signal: every head is its agent's base rate (the static mix of single agents)"
+    return f"signal: {used} of {len(choices)} agents' heads use the prompt, the rest base rates"
+
+
+def train_linear_agent_model(
+    data: RoutingOutcomes,
+    *,
+    seed: int = 0,
+    alpha: float = 0.1,
+    embedding: EmbeddingSpec = DEFAULT_EMBEDDING,
+) -> tuple[RouterModel, dict[str, Any]]:
+    """Fit the heads on the whole split, embed, quantize; conformal from out-of-fold data."""
+    x, quality = data.embeddings, data.quality
+    heads = fit_shrunk_logistic(x, quality, seed=seed)
+    config, float_params = embed_in_fastgrnn(heads, x)
+    stored = quantize(float_params, matrix_names(config))
+    int8 = dequantize_numpy(stored)
+    observed = ~np.isnan(quality)
+    calibration = calibrate(heads.out_of_fold[observed], quality[observed], alpha=alpha)
+    served = predict_quality(int8, x)
+    source = "/".join(Path(data.source).parts[-3:]) if data.source else ""
+    counts = observed.sum(0)
+    base = np.where(counts > 0, np.nansum(quality, 0) / np.maximum(counts, 1), 0.5)
+    report = {
+        "source": source,
+        "agents": list(data.agents),
+        "recipe": "per-agent logistic heads, descent time and shrinkage by 5-fold CV",
+        "regime": _regime(heads.choices),
+        "cv_per_agent": dict(zip(data.agents, heads.choices, strict=True)),
+        "prompts": {"fit": len(data), "cross_validation_folds": FOLDS},
+        "cv_auc_per_agent": {
+            a: metrics.roc_auc(heads.out_of_fold[observed[:, j], j], quality[observed[:, j], j])
+            for j, a in enumerate(data.agents)
+        },
+        "validation_brier": metrics.brier(heads.out_of_fold[observed], quality[observed]),
+        "int8_vs_float32_max_abs_diff": float(np.max(np.abs(served - heads.predict(x)))),
+        "seed": seed,
+    }
+    priced = ~np.isnan(data.cost_usd)
+    mean_cost = np.nansum(data.cost_usd, 0) / np.maximum(priced.sum(0), 1)
+    model = RouterModel(
+        mode="agent",
+        config=config,
+        stored=stored,
+        feature_schema={
+            "embedding": embedding.to_dict(),
+            "agents": list(data.agents),
+            "input": "message embeddings, one time step per message, oldest first",
+        },
+        calibration=calibration,
+        info={
+            "report": report,
+            "quantization": QUANTIZATION_SCHEME["name"],
+            "agent_mean_cost_usd": dict(zip(data.agents, map(float, mean_cost), strict=True)),
+            "agent_base_quality": dict(zip(data.agents, map(float, base), strict=True)),
+            "lineage": {"data": source, "parent_model": None},
+        },
+    )
+    report["size_bytes"] = model.size_bytes
+    report["sparsity"] = model.sparsity
+    report["version"] = model.version
+    return model, report
