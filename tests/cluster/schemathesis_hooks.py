@@ -37,8 +37,6 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
     body = case.body
     if not isinstance(body, dict):
         return
-    if case.operation.path == "/v1/agents" and case.method.upper() == "POST":
-        _drop_foreign_specialization(body)
     if case.operation.path != "/v1/feedback":
         return
     request_id = body.get("request_id")
@@ -50,20 +48,6 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
         body["agent"] = decision["agent"]
     if isinstance(body.get("success"), bool):  # random failures would open circuits that
         body["success"] = True  # later tests of the session rely on being closed
-
-
-def _drop_foreign_specialization(body: dict[str, Any]) -> None:
-    """A known bug, fixed on main by the lead (not in this branch): an agent whose
-    `specialization` is not 384 numbers is accepted and then breaks routing for every later
-    test. Only schema-valid lists of another length are dropped, so negative cases stay
-    negative. Remove this once registration checks the length."""
-    value = body.get("specialization")
-    if (
-        isinstance(value, list)
-        and len(value) != DIM
-        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
-    ):
-        del body["specialization"]
 
 
 @schemathesis.check

@@ -39,19 +39,23 @@ def fleet(cluster, http, admin):
             }
             reply = http.post("/v1/agents", json=spec, headers=admin)
             assert reply.status_code == 201, reply.text
-        deadline = time.monotonic() + 30
-        while True:  # every replica's snapshot has them (two replicas, one second at most)
-            seen = [
-                {m["id"] for m in http.get("/v1/models").json()["data"]} >= set(AGENTS)
-                for _ in range(8)
-            ]
-            if all(seen):
-                break
-            assert time.monotonic() < deadline, "agents never reached the replicas"
-            time.sleep(0.2)
+        _until_every_replica_sees(http, lambda ids: ids >= set(AGENTS))
         yield upstreams
         for name in AGENTS:
             http.delete(f"/v1/agents/{name}", headers=admin)
+        # later tests route without constraints: the agents must be gone from every snapshot
+        _until_every_replica_sees(http, lambda ids: not ids & set(AGENTS))
+
+
+def _until_every_replica_sees(http, condition):
+    deadline = time.monotonic() + 30
+    while True:  # two replicas answer in turn: eight answers in a row agree
+        if all(
+            condition({m["id"] for m in http.get("/v1/models").json()["data"]}) for _ in range(8)
+        ):
+            return
+        assert time.monotonic() < deadline, "the replicas' snapshots never changed"
+        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")

@@ -50,7 +50,7 @@ def test_feedback_is_accepted_once_and_refused_otherwise(cluster, http):
             "cost_usd": 0.0004,
         },
     )
-    assert ok.status_code == 200 and ok.json()["accepted"]
+    assert ok.status_code == 200 and ok.json()["accepted"], ok.text
     again = http.post(
         "/v1/feedback",
         json={"request_id": decision["request_id"], "agent": decision["agent"], "success": True},
