@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tinydancer.agents.endpoint import Endpoint, unavailable_reason
@@ -163,6 +164,18 @@ class Agent(BaseModel):
             if not isinstance(item, str) or not item.strip():
                 raise ValueError(f"capability {item!r} is not a non-empty string")
         return frozenset(item.strip().lower() for item in items)
+
+    @field_validator("metadata")
+    @classmethod
+    def _serialisable(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:  # it is stored in snapshots and returned by the API: it must stay JSON
+            orjson.dumps(value)
+        except (orjson.JSONEncodeError, TypeError) as exc:
+            raise ValueError(
+                f"metadata must be plain JSON (strings, numbers whose integers fit in 64 bits, "
+                f"lists, objects): {exc}"
+            ) from None
+        return value
 
     @field_validator("specialization")
     @classmethod

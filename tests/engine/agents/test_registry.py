@@ -639,3 +639,16 @@ def test_a_quality_reported_later_teaches_quality_without_counting_a_request(reg
 def test_capabilities_that_are_not_a_list_are_a_validation_error(value):
     with pytest.raises(ValidationError, match="capabilities must be a list of strings"):
         Agent(name="a", capabilities=value)
+
+
+@pytest.mark.parametrize(
+    "metadata", [{"n": -334343029151369527296}, {"\ud800": 1}, {"x": [{"y": 2**64}]}]
+)
+def test_metadata_that_is_not_plain_json_is_refused(metadata):
+    # found by schemathesis: such metadata was stored, then every GET /v1/agents was a 500
+    with pytest.raises(ValidationError, match="metadata must be plain JSON"):
+        Agent(name="a", metadata=metadata)
+    registry = AgentRegistry()
+    registry.register(Agent(name="a"))
+    with pytest.raises(InvalidRequestError, match="metadata"):
+        registry.update("a", metadata=metadata)
