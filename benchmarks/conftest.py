@@ -25,3 +25,14 @@ def pinning() -> str:
 
 def pytest_benchmark_update_machine_info(config, machine_info):
     machine_info["tinydancer_pinning"] = f"core {_PIN}" if _PIN not in (None, "") else "unpinned"
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    """The text encoder without its cache (every call encodes); skips without weights."""
+    from tinydancer.text import INSTALL_LINE, EncoderNotFoundError, TextEncoder, TextEncoderConfig
+
+    try:
+        return TextEncoder(TextEncoderConfig(cache_size=0))
+    except EncoderNotFoundError:
+        pytest.skip(f"text encoder weights not installed ({INSTALL_LINE})")

@@ -28,14 +28,6 @@ SHORT = "Explain the rules of chess to me briefly"  # 10 tokens with [CLS] and [
 
 
 @pytest.fixture(scope="module")
-def encoder() -> TextEncoder:
-    try:
-        return TextEncoder(TextEncoderConfig(cache_size=0))
-    except EncoderNotFoundError:
-        pytest.skip(f"text encoder weights not installed ({INSTALL_LINE})")
-
-
-@pytest.fixture(scope="module")
 def prompts(shared_data) -> list[str]:
     path = shared_data / "routerbench" / "arc_challenge" / "test" / "prompts.parquet"
     texts = pq.read_table(path, columns=["text"]).column("text").to_pylist()

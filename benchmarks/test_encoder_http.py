@@ -16,7 +16,6 @@ import pytest
 
 from cluster.config import AppArgs
 from cluster.runner import LocalCluster
-from tinydancer.text import INSTALL_LINE, EncoderNotFoundError, TextEncoder, TextEncoderConfig
 
 from ._compare import interleaved_medians, record
 from .test_cluster import _port
@@ -25,14 +24,6 @@ PROMPT = (
     "Which of these would best help a student measure the mass of a small rock? "
     "A. a meter stick B. a balance C. a graduated cylinder D. a thermometer"
 )
-
-
-@pytest.fixture(scope="module")
-def encoder() -> TextEncoder:
-    try:
-        return TextEncoder(TextEncoderConfig(cache_size=0))
-    except EncoderNotFoundError:
-        pytest.skip(f"text encoder weights not installed ({INSTALL_LINE})")
 
 
 @pytest.fixture(scope="module")

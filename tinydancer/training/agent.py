@@ -174,6 +174,32 @@ def train_agent_model(
         "seed": seed,
     }
     mean_cost = _column_means(data.cost_usd[fit_rows], np.nan)
+    return agent_model_file(
+        data,
+        config,
+        stored,
+        embedding,
+        calibration,
+        report,
+        mean_cost,
+        base_rate,
+        lineage or {"data": source, "parent_model": None},
+    )
+
+
+def agent_model_file(
+    data: Any,
+    config: Any,
+    stored: Any,
+    embedding: Any,
+    calibration: Any,
+    report: dict[str, Any],
+    mean_cost: Any,
+    base_quality: Any,
+    lineage: dict[str, Any],
+) -> tuple[RouterModel, dict[str, Any]]:
+    """The agent-mode model file every training recipe writes, and its report completed
+    with the file's size, sparsity and version."""
     model = RouterModel(
         mode="agent",
         config=config,
@@ -188,8 +214,8 @@ def train_agent_model(
             "report": report,
             "quantization": QUANTIZATION_SCHEME["name"],
             "agent_mean_cost_usd": dict(zip(data.agents, map(float, mean_cost), strict=True)),
-            "agent_base_quality": dict(zip(data.agents, map(float, base_rate), strict=True)),
-            "lineage": lineage or {"data": source, "parent_model": None},
+            "agent_base_quality": dict(zip(data.agents, map(float, base_quality), strict=True)),
+            "lineage": lineage,
         },
     )
     report["size_bytes"] = model.size_bytes

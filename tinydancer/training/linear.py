@@ -37,10 +37,10 @@ from tinydancer.datasets import RoutingOutcomes
 from tinydancer.model.conformal import calibrate
 from tinydancer.model.embedding import DEFAULT_EMBEDDING, EmbeddingSpec
 from tinydancer.model.fastgrnn import FastGRNNConfig, matrix_names
-from tinydancer.model.quantization import QUANTIZATION_SCHEME, dequantize_numpy, quantize
+from tinydancer.model.quantization import dequantize_numpy, quantize
 from tinydancer.model.weights import RouterModel
 from tinydancer.training import metrics
-from tinydancer.training.agent import predict_quality
+from tinydancer.training.agent import agent_model_file, predict_quality
 
 __all__ = [
     "TIMES",
@@ -233,25 +233,14 @@ def train_linear_agent_model(
     }
     priced = ~np.isnan(data.cost_usd)
     mean_cost = np.nansum(data.cost_usd, 0) / np.maximum(priced.sum(0), 1)
-    model = RouterModel(
-        mode="agent",
-        config=config,
-        stored=stored,
-        feature_schema={
-            "embedding": embedding.to_dict(),
-            "agents": list(data.agents),
-            "input": "message embeddings, one time step per message, oldest first",
-        },
-        calibration=calibration,
-        info={
-            "report": report,
-            "quantization": QUANTIZATION_SCHEME["name"],
-            "agent_mean_cost_usd": dict(zip(data.agents, map(float, mean_cost), strict=True)),
-            "agent_base_quality": dict(zip(data.agents, map(float, base), strict=True)),
-            "lineage": {"data": source, "parent_model": None},
-        },
+    return agent_model_file(
+        data,
+        config,
+        stored,
+        embedding,
+        calibration,
+        report,
+        mean_cost,
+        base,
+        {"data": source, "parent_model": None},
     )
-    report["size_bytes"] = model.size_bytes
-    report["sparsity"] = model.sparsity
-    report["version"] = model.version
-    return model, report
