@@ -250,21 +250,18 @@ class RouterDeployment:
     async def list_agents(self) -> Any:
         agents = await self._registry_call("list")
         if isinstance(agents, list):
+            reasons = self.state.gateway.unavailable()  # once, not per agent
             for agent in agents:
-                self._gateway_status(agent)
+                agent["gateway_unavailable"] = reasons.get(agent["name"])
         return agents
 
     @api.get("/v1/agents/{name:path}", responses=ERROR_RESPONSES)
     async def get_agent(self, name: str) -> Any:
         stats = await self._registry_call("stats", name)
         if isinstance(stats, dict) and isinstance(stats.get("agent"), dict):
-            self._gateway_status(stats["agent"])
+            # why this replica's gateway cannot forward to it (its keys are read here)
+            stats["agent"]["gateway_unavailable"] = self.state.gateway.unavailable().get(name)
         return stats
-
-    def _gateway_status(self, agent: dict[str, Any]) -> None:
-        """Whether this replica's gateway can forward to the agent (its key is read here)."""
-        reason = self.state.gateway.unavailable().get(agent["name"])
-        agent["gateway_unavailable"] = reason
 
     @api.post("/v1/agents", status_code=201, responses=ERROR_RESPONSES)
     async def register_agent(self, body: Agent, request: Request) -> Any:
