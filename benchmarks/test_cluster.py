@@ -1,6 +1,6 @@
 """The Serve cluster against a bare Serve deployment that echoes a fixed JSON (same run).
 
-* HTTP /v1/route vs HTTP echo at concurrency 8: p50 latency and throughput, measured in
+* HTTP /v1/route vs HTTP echo at concurrency 1 and 8: p50 latency and throughput, measured in
   alternating 2-second slices so both see the same machine. A second baseline, an echo
   that reads the request body first, shows what reading a body costs on Serve itself
   (Serve ships the body from the proxy to the replica in a separate actor call);
@@ -106,21 +106,22 @@ def _slice(url: str, body: dict, seconds: float, concurrency: int = 8) -> list[f
     return latencies
 
 
-def test_http_route_vs_echo_at_concurrency_8(benchmark, running):
+@pytest.mark.parametrize("concurrency", [1, 8])
+def test_http_route_vs_echo(benchmark, running, concurrency):
     cluster, _, seconds = running
-    benchmark.group = "cluster HTTP, concurrency 8"
+    benchmark.group = f"cluster HTTP, concurrency {concurrency}"
     vector = np.random.default_rng(0).normal(size=384).astype(np.float32)
     body = {"embedding": (vector / np.linalg.norm(vector)).tolist()}
     paths = {"route": "/v1/route", "echo": "/echo", "echo_body": "/echo_body"}
     latencies: dict[str, list[float]] = {name: [] for name in paths}
     for path in paths.values():  # warm every path
-        _slice(f"{cluster.url}{path}", body, 1.0)
+        _slice(f"{cluster.url}{path}", body, 1.0, concurrency)
     slices = max(1, int(seconds / 2))
 
     def measure() -> None:
         for _ in range(slices):
             for name, path in paths.items():
-                latencies[name].extend(_slice(f"{cluster.url}{path}", body, 2.0))
+                latencies[name].extend(_slice(f"{cluster.url}{path}", body, 2.0, concurrency))
 
     benchmark.pedantic(measure, rounds=1, iterations=1)
     duration = 2.0 * slices
@@ -135,7 +136,7 @@ def test_http_route_vs_echo_at_concurrency_8(benchmark, running):
         info[f"throughput_ratio_to_{baseline}"] = info["route_rps"] / info[f"{baseline}_rps"]
     benchmark.extra_info |= info
     print(
-        "\nHTTP c=8: "
+        f"\nHTTP c={concurrency}: "
         + "; ".join(
             f"{name} p50 {info[f'{name}_p50_s'] * 1e3:.2f} ms, {info[f'{name}_rps']:.0f} req/s"
             for name in paths

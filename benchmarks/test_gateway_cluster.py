@@ -14,6 +14,9 @@ At concurrency 1 and 16, streaming and not, in alternating 2-second slices so th
 path sees the same machine: p50 / p99 latency, time to first event (streams) and
 requests/s. `TINYDANCER_CLUSTER_BENCH_S` sets the seconds per path (default 12; the CI
 smoke run with --benchmark-disable uses 2).
+
+And text the encoder has not seen: the gateway at concurrency 1 with a new prompt every
+request, beside the encoder's own time for the same kind of prompt in this process.
 """
 
 from __future__ import annotations
@@ -95,9 +98,11 @@ def paths(request):
         cluster.stop()
 
 
-def _client(url: str, body: dict, stream: bool, stop_at: float, out: list) -> None:
+def _client(url: str, body: dict, stream: bool, stop_at: float, out: list, fresh=None) -> None:
+    """`fresh`: a callable giving a new body for each request (uncached text)."""
     with httpx.Client(timeout=60) as client:
         while time.monotonic() < stop_at:
+            body = fresh() if fresh else body
             t0 = time.perf_counter()
             first = None
             if stream:
@@ -171,4 +176,54 @@ def test_gateway_vs_bare_forwarder_vs_direct(benchmark, paths, concurrency, stre
         + f"\n  gateway/bare p50 {info['p50_ratio_to_bare']:.2f}, p99 "
         f"{info['p99_ratio_to_bare']:.2f}, throughput {info['throughput_ratio_to_bare']:.2f}; "
         f"over direct +{info['overhead_over_direct_p50_ms']:.2f} ms p50"
+    )
+
+
+def _prompt(rng: np.random.Generator) -> str:
+    """About 80 tokens (the shared prompts' median), never the same twice."""
+    words = ("moon", "orbit", "distance", "light", "tide", "planet", "measure", "why", "far")
+    return f"{rng.integers(1 << 62)} " + " ".join(rng.choice(words, 60))
+
+
+def test_gateway_with_text_the_encoder_has_not_seen(benchmark, paths, encoder):
+    urls, seconds = paths
+    benchmark.group = "gateway in the cluster, uncached text"
+    rng = np.random.default_rng(7)
+
+    def fresh() -> dict:
+        return {
+            **BODY,
+            "model": "tinydancer/auto",
+            "messages": [{"role": "user", "content": _prompt(rng)}],
+        }
+
+    uncached: list = []
+    cached: list = []
+    encode_s: list[float] = []
+    slices = max(1, int(seconds / 2))
+
+    def measure() -> None:
+        for _ in range(slices):
+            _client(urls["gateway"], fresh(), False, time.monotonic() + 2.0, uncached, fresh)
+            gateway_body = {**BODY, "model": "tinydancer/auto"}
+            _client(urls["gateway"], gateway_body, False, time.monotonic() + 2.0, cached)
+            stop_at = time.monotonic() + 1.0
+            while time.monotonic() < stop_at:
+                text = _prompt(rng)
+                t0 = time.perf_counter()
+                encoder.encode([text])
+                encode_s.append(time.perf_counter() - t0)
+
+    benchmark.pedantic(measure, rounds=1, iterations=1)
+    assert len(uncached) > 3 and len(cached) > 3 and encode_s
+    info = {
+        "gateway_uncached_p50_ms": statistics.median(v[0] for v in uncached) * 1e3,
+        "gateway_cached_p50_ms": statistics.median(v[0] for v in cached) * 1e3,
+        "encoder_alone_p50_ms": statistics.median(encode_s) * 1e3,
+    }
+    benchmark.extra_info |= info
+    print(
+        f"\nuncached text: gateway p50 {info['gateway_uncached_p50_ms']:.2f} ms, cached "
+        f"{info['gateway_cached_p50_ms']:.2f} ms, the encoder alone (this process, one "
+        f"~80-token prompt) {info['encoder_alone_p50_ms']:.2f} ms"
     )

@@ -11,6 +11,7 @@ import argparse
 import signal
 import threading
 
+from cluster.ingress import INGRESSES
 from tinydancer.cli import Command
 from tinydancer.cli import demo as in_process_demo
 
@@ -34,6 +35,12 @@ def _serve_arguments(serve: argparse.ArgumentParser) -> None:
         "--metrics-port", type=int, default=8080, help="Ray's Prometheus metrics port"
     )
     serve.add_argument(
+        "--ingress",
+        choices=INGRESSES,
+        default="haproxy",
+        help="Serve's HAProxy ingress, bound to --host only (default), or its Python proxy",
+    )
+    serve.add_argument(
         "--request-timeout-s",
         type=float,
         default=None,
@@ -53,19 +60,25 @@ def _serve(args: argparse.Namespace) -> int:
     app_args = AppArgs(
         history_path=args.history, num_replicas=args.replicas, autoscaling=autoscaling
     )
+    from cluster.startup import StartupProgress
+
+    progress = StartupProgress()
     cluster = LocalCluster.start(
         app_args,
+        progress=progress,
         num_cpus=args.num_cpus,
         host=args.host,
         port=args.port,
         metrics_export_port=args.metrics_port,
+        ingress=args.ingress,
         request_timeout_s=(
             REQUEST_TIMEOUT_S if args.request_timeout_s is None else args.request_timeout_s or None
         ),
     )
     cluster.wait_ready()
     print(
-        f"Tiny Dancer serving at {cluster.url} (OpenAPI: {cluster.url}/docs, metrics: {cluster.url}/metrics, "
+        f"Tiny Dancer serving at {cluster.url} after {progress.elapsed_s:.1f} s "
+        f"(OpenAPI: {cluster.url}/docs, metrics: {cluster.url}/metrics, "
         f"Ray metrics: http://{args.host}:{args.metrics_port}/metrics); history: {args.history}"
     )
     if cluster.token_generated:

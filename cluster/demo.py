@@ -28,6 +28,7 @@ from cluster.config import AppArgs
 from cluster.demo_gateway import GatewayWorld, drive_gateway
 from cluster.demo_tally import Tally
 from cluster.runner import LocalCluster
+from cluster.startup import StartupProgress
 from tinydancer.agents.breaker import BreakerConfig
 from tinydancer.gateway.fake_upstream import FakeUpstreams
 
@@ -90,12 +91,11 @@ def run_demo(
             feedback_wait_s=5.0,  # quality reported the moment an answer ends waits for it
             agents=world.agents_with_endpoints(fleet) if fleet is not None else None,
         )
-        print("starting the local Ray Serve cluster (the first start takes a while) ...")
-        started = time.perf_counter()
-        cluster = LocalCluster.start(args, port=port)
+        progress = StartupProgress()
+        cluster = LocalCluster.start(args, port=port, progress=progress)
         try:
             cluster.wait_ready()
-            startup_s = time.perf_counter() - started
+            startup_s = progress.elapsed_s
             print(f"cluster up in {startup_s:.1f} s; sending {requests_total} requests ...")
             tally = Tally()
             t_run = time.perf_counter()
@@ -117,6 +117,7 @@ def run_demo(
         world, tally, stats, breaker_events, integrity, startup_s, run_s, requests_total
     )
     summary["gateway"] = gateway
+    summary["startup_phases_s"] = {name: round(t, 1) for name, t in progress.durations.items()}
     print(json.dumps(summary, indent=2) if as_json else _text(summary))
     return summary
 

@@ -153,8 +153,9 @@ def drive_gateway(
         cost = world.price[agent] * tokens / 1e3  # from the answer's usage
         tally.add(i, total, agent, elapsed_ms, cost, quality)
 
-    warm = min(200, total)
-    outage_from, outage_to = max(warm, int(0.6 * total)), int(0.75 * total)
+    warm = min(200, int(0.4 * total))  # every request is sent once, whatever the total
+    outage_from = max(warm, int(0.6 * total))
+    outage_to = max(outage_from, int(0.75 * total))
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(one, range(warm)))
         world.drift_agent = tally.busiest(since=0, besides=None)

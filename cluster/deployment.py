@@ -158,6 +158,7 @@ class RouterDeployment:
             "replica": self.replica,
             "node": self.node_id,
             "models": self.state.model_versions(),
+            "encoder": self.state.encoder.state,
         }
 
     async def route_candidates(self, body: CandidateRouteBody | dict[str, Any]) -> dict[str, Any]:
@@ -296,6 +297,7 @@ class RouterDeployment:
             "replica": self.replica,
             "node": self.node_id,
             "models": self.state.model_versions(),
+            "encoder": self.state.encoder.state,
         }
 
     @api.get(

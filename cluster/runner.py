@@ -12,9 +12,11 @@ From inside a Ray job on a running cluster, get the handle by name:
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +27,8 @@ from ray import serve
 from cluster.actors import actor_names
 from cluster.app import build_app
 from cluster.config import AppArgs, admin_token_from
+from cluster.ingress import ingress_environment
+from cluster.startup import StartupProgress
 from tinydancer.gateway.config import GatewayConfig
 
 __all__ = ["APP_NAME", "REQUEST_TIMEOUT_S", "LocalCluster"]
@@ -79,6 +83,7 @@ class LocalCluster:
     admin_token: str
     token_generated: bool
     started_ray: bool
+    progress: StartupProgress
 
     @property
     def url(self) -> str:
@@ -94,7 +99,13 @@ class LocalCluster:
         port: int = 8000,
         metrics_export_port: int | None = None,
         request_timeout_s: float | None = REQUEST_TIMEOUT_S,
+        ingress: str = "haproxy",
+        progress: StartupProgress | None = None,
     ) -> LocalCluster:
+        """`ingress`: "haproxy" (Serve's HAProxy ingress, loopback-bound; see cluster/ingress.py)
+        or "proxy" (Serve's Python proxy); it takes effect only when this call starts Ray.
+        `progress`: where each phase is shown and timed (default: measured, not shown)."""
+        progress = progress or StartupProgress(enabled=False)
         args = args or AppArgs()
         token, generated = admin_token_from(args)
         args = args.model_copy(update={"admin_token": token})
@@ -108,7 +119,11 @@ class LocalCluster:
             }
             if metrics_export_port is not None:
                 options["_metrics_export_port"] = metrics_export_port
-            with _ray_on_loopback():
+            with (
+                progress.phase(f"starting Ray ({num_cpus} CPUs, loopback)"),
+                _ray_on_loopback(),
+                ingress_environment(ingress, host),
+            ):
                 ray.init(**options)
             started = True
         http_options: dict[str, Any] = {"host": host, "port": port}
@@ -121,9 +136,15 @@ class LocalCluster:
                     args.gateway.deadline_s,
                 )
             http_options["request_timeout_s"] = request_timeout_s
-        serve.start(http_options=http_options)
-        handle = serve.run(build_app(args), name=APP_NAME, route_prefix="/", blocking=False)
-        return cls(args, host, port, handle, token, generated, started)
+        with progress.phase(f"starting Serve ({ingress} ingress on {host}:{port})"):
+            serve.start(http_options=http_options)
+        replicas = args.autoscaling.min_replicas if args.autoscaling else args.num_replicas
+        with progress.phase(
+            f"deploying {replicas} replica{'s' * (replicas != 1)} and the state actors "
+            "(models loaded and compiled)"
+        ) as detail:
+            handle = _deploy(build_app(args), detail)
+        return cls(args, host, port, handle, token, generated, started, progress)
 
     def actor(self, which: str) -> Any:
         names = dict(zip(("registry", "breaker", "history"), actor_names(), strict=True))
@@ -149,15 +170,44 @@ class LocalCluster:
         return integrity
 
     def wait_ready(self, timeout_s: float = 120.0) -> None:
+        """Until a replica answers `/healthz` with its text encoder loaded and compiled (or
+        known to be unavailable: no weights installed)."""
         import urllib.request
 
         deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=5) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
+        with self.progress.phase("warming the text encoder") as detail:
+            while True:
+                try:
+                    with urllib.request.urlopen(f"{self.url}/healthz", timeout=5) as response:
+                        encoder = json.loads(response.read()).get("encoder", "ready")
+                        detail(f"encoder {encoder}")
+                        if response.status == 200 and encoder != "loading":
+                            return
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
                 if time.monotonic() > deadline:
-                    raise
-            time.sleep(0.5)
+                    raise TimeoutError(f"the text encoder was still loading after {timeout_s} s")
+                time.sleep(0.25)
+
+
+def _deploy(app: Any, detail: Any) -> Any:
+    """`serve.run`, showing the replicas' states while it waits for them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(serve.run, app, name=APP_NAME, route_prefix="/", blocking=False)
+        while not running.done():
+            with contextlib.suppress(Exception):  # the status is a courtesy; the run decides
+                deployments = serve.status().applications[APP_NAME].deployments
+                states = Counter[str]()
+                for deployment in deployments.values():
+                    states.update(
+                        {
+                            str(getattr(k, "value", k)).lower(): v
+                            for k, v in deployment.replica_states.items()
+                        }
+                    )
+                detail(", ".join(f"{n} {state}" for state, n in sorted(states.items())))
+            time.sleep(0.25)
+        return running.result()

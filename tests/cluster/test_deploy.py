@@ -114,3 +114,13 @@ def test_the_serve_config_writes_where_no_root_is_needed():
     args = _serve_config()["applications"][0]["args"]
     for key in ("history_path", "export_dir"):
         assert not Path(args[key]).is_absolute(), (key, args[key])
+
+
+def test_every_node_of_the_rayservice_runs_the_haproxy_ingress():
+    manifest = yaml.safe_load((DEPLOY / "rayservice.yaml").read_text())
+    spec = manifest["spec"]["rayClusterConfig"]
+    groups = [spec["headGroupSpec"], *spec["workerGroupSpecs"]]
+    for group in groups:
+        for container in group["template"]["spec"]["containers"]:
+            env = {e["name"]: e.get("value") for e in container["env"]}
+            assert env.get("RAY_SERVE_ENABLE_HA_PROXY") == "1", container["name"]

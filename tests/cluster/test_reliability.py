@@ -53,6 +53,9 @@ def test_every_port_of_the_embedded_ray_listens_on_loopback(cluster):
     port = int(cluster.url.rsplit(":", 1)[1])
     sockets = listening_sockets()
     assert port in {s[3] for s in sockets} and len(sockets) >= 5, sockets
+    # the HAProxy ingress (the default): the HTTP port, its stats page and metrics exporter
+    haproxy = [s for s in sockets if "haproxy" in s[1]]
+    assert len({s[3] for s in haproxy}) >= 3 and port in {s[3] for s in haproxy}, sockets
     # The one exception Ray 2.60 does not let us close: each Serve replica's inter-deployment
     # gRPC server, hard-coded to "[::]:0" in ray/serve/_private/replica.py (RELIABILITY.md).
     open_ = beyond_loopback()

@@ -7,6 +7,9 @@ last `history_push_interval_s` (0.2 s) of decisions. Everything else must be the
 
 from __future__ import annotations
 
+import socket
+import time
+
 import duckdb
 
 
@@ -14,6 +17,7 @@ def test_every_routed_request_is_in_the_history_after_shutdown(cluster):
     assert cluster.routed_ids or cluster.load_ids
     integrity = cluster.stop()
     cluster.handle = None  # stopped: the session fixture must not stop it again
+    _port_is_free(cluster.port)  # nothing, HAProxy included, outlived the stop
     assert integrity is not None and integrity["decisions"] >= len(set(cluster.routed_ids))
     with duckdb.connect(str(cluster.history_file), read_only=True) as con:
         stored = {r[0] for r in con.execute("SELECT request_id FROM decisions").fetchall()}
@@ -27,3 +31,18 @@ def test_every_routed_request_is_in_the_history_after_shutdown(cluster):
         f"{len(lost_to_kill)} were lost with the killed replica's buffer"
     )
     assert len(lost_to_kill) <= cluster.allowed_history_loss
+
+
+def _port_is_free(port: int, within_s: float = 10.0) -> None:
+    deadline = time.monotonic() + within_s
+    while True:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is not a listener
+            try:
+                s.bind(("127.0.0.1", port))
+                s.listen()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+        time.sleep(0.2)

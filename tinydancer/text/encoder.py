@@ -264,7 +264,15 @@ class LazyEncoder:
     def __init__(self, config: TextEncoderConfig | None = None) -> None:
         self.config = config
         self.loaded: TextEncoder | None = None
+        self.unavailable = False  # the last preload found no usable weights
         self._lock = threading.Lock()
+
+    @property
+    def state(self) -> str:
+        """One of ready, loading (not loaded yet) or unavailable (the last preload failed)."""
+        if self.loaded is not None:
+            return "ready"
+        return "unavailable" if self.unavailable else "loading"
 
     def load(self) -> TextEncoder:
         with self._lock:
@@ -280,7 +288,9 @@ class LazyEncoder:
         try:
             self.load()
         except TinyDancerError:
+            self.unavailable = True
             return False
+        self.unavailable = False
         return True
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:

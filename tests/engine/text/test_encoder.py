@@ -124,8 +124,9 @@ def test_a_lazy_encoder_loads_once_and_preload_reports_missing_weights(monkeypat
     from tinydancer.text.encoder import LazyEncoder
 
     lazy = LazyEncoder(TextEncoderConfig(warm_shapes=(), cache_size=0))
+    assert lazy.state == "loading"
     monkeypatch.setenv(weights.ENV_VAR, "/nonexistent/encoder")
-    assert lazy.preload() is False and lazy.loaded is None
+    assert lazy.preload() is False and lazy.loaded is None and lazy.state == "unavailable"
     with pytest.raises(weights.EncoderNotFoundError, match=weights.ENV_VAR):
         lazy.encode(["x"])
     monkeypatch.delenv(weights.ENV_VAR)
@@ -133,6 +134,6 @@ def test_a_lazy_encoder_loads_once_and_preload_reports_missing_weights(monkeypat
         weights.find_encoder_dir()
     except weights.EncoderNotFoundError:
         pytest.skip(f"text encoder weights not installed ({weights.INSTALL_LINE})")
-    assert lazy.preload() is True
+    assert lazy.preload() is True and lazy.state == "ready"
     first = lazy.loaded
     assert lazy.encode(["x"]).shape == (1, 384) and lazy.loaded is first
