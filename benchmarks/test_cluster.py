@@ -196,3 +196,78 @@ def test_batch_of_10k_requests(benchmark, running):
             f"\nbatch: 10k requests in {median * 1e3:.0f} ms "
             f"({benchmark.extra_info['requests_per_s']:.0f} requests/s end to end)"
         )
+
+
+def _feedback_load(url: str, todo: list, stop_at: float, latencies: list[float]) -> None:
+    with httpx.Client(timeout=30) as client:
+        while time.monotonic() < stop_at:
+            try:
+                request_id, agent = todo.pop()
+            except IndexError:
+                return
+            t0 = time.perf_counter()
+            body = {"request_id": request_id, "agent": agent, "success": True, "quality": 0.8}
+            reply = client.post(url, json=body)
+            if reply.status_code == 200 and reply.json().get("accepted"):
+                latencies.append(time.perf_counter() - t0)
+
+
+def test_feedback_vs_route_at_concurrency_16(benchmark, running):
+    """The issue's measure: decisions from /v1/route/batch, then their feedback over HTTP at
+    concurrency 16, against /v1/route at concurrency 16, in alternating 2-second slices."""
+    cluster, _, seconds = running
+    benchmark.group = "cluster HTTP, feedback vs route, concurrency 16"
+    rng = np.random.default_rng(3)
+    todo: list[tuple[str, str]] = []
+    with httpx.Client(timeout=120) as client:
+        for _ in range(max(1, int(seconds / 2))):
+            block = rng.normal(size=(2_000 if seconds <= 2 else 10_000, 384)).astype("<f4")
+            reply = client.post(
+                f"{cluster.url}/v1/route/batch",
+                content=block.tobytes(),
+                headers={"content-type": "application/octet-stream"},
+            )
+            assert reply.status_code == 200, reply.text[:300]
+            out = reply.json()
+            todo.extend(zip(out["request_id"], out["agent"], strict=True))
+    rng.shuffle(todo)  # type: ignore[arg-type]
+    vector = rng.normal(size=384).astype(np.float32)
+    body = {"embedding": (vector / np.linalg.norm(vector)).tolist()}
+    latencies: dict[str, list[float]] = {"route": [], "feedback": []}
+    slices = max(1, int(seconds / 2))
+
+    def feedback_slice() -> list[float]:
+        out: list[float] = []
+        stop_at = time.monotonic() + 2.0
+        threads = [
+            threading.Thread(
+                target=_feedback_load, args=(f"{cluster.url}/v1/feedback", todo, stop_at, out)
+            )
+            for _ in range(16)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return out
+
+    def measure() -> None:
+        for _ in range(slices):
+            latencies["route"].extend(_slice(f"{cluster.url}/v1/route", body, 2.0, 16))
+            latencies["feedback"].extend(feedback_slice())
+
+    benchmark.pedantic(measure, rounds=1, iterations=1)
+    info: dict[str, float] = {}
+    for name, values in latencies.items():
+        assert len(values) > 10, f"{name}: only {len(values)} successful requests"
+        info[f"{name}_p50_ms"] = statistics.median(values) * 1e3
+        info[f"{name}_p99_ms"] = float(np.percentile(values, 99)) * 1e3
+        info[f"{name}_rps"] = len(values) / (2.0 * slices)
+    info["feedback_throughput_ratio_to_route"] = info["feedback_rps"] / info["route_rps"]
+    benchmark.extra_info |= info
+    print(
+        f"\nfeedback c=16: {info['feedback_rps']:.0f}/s p50 {info['feedback_p50_ms']:.1f} ms "
+        f"p99 {info['feedback_p99_ms']:.1f} ms; route c=16: {info['route_rps']:.0f}/s p50 "
+        f"{info['route_p50_ms']:.1f} ms; feedback/route throughput "
+        f"{info['feedback_throughput_ratio_to_route']:.2f}"
+    )

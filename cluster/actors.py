@@ -159,6 +159,7 @@ class AgentRegistryActor:
         self._replica_samples: dict[str, list[Any]] = {}
         self._replica_models: dict[str, dict[str, str]] = {}
         self._replica_seen: dict[str, float] = {}  # replica -> monotonic time of its last report
+        self._breaker: Any = None  # the CircuitBreaker actor, looked up by name on first use
 
     async def _ready(self) -> None:
         """Restore the latest persisted registry (or start the default pool) once. Awaited,
@@ -257,6 +258,21 @@ class AgentRegistryActor:
         except TinyDancerError as exc:
             return {"accepted": False, "reason": "invalid", **exc.to_dict()}
 
+    async def record_feedback_many(self, items: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+        """A replica's coalesced `/v1/feedback` reports (`record_feedback`'s arguments each):
+        validated and learned one by one, concurrently (one may wait for its decision), then
+        the accepted agent-mode outcomes go to the breaker in one call, in order."""
+        results = await asyncio.gather(*(self.record_feedback(*item) for item in items))
+        events = [
+            (result["agent"], bool(item[2]), item[0])
+            for item, result in zip(items, results, strict=True)
+            if result.get("accepted") and result.get("mode") == "agent"
+        ]
+        if events:
+            self._breaker = self._breaker or ray.get_actor(BREAKER, namespace=self._args.namespace)
+            await self._breaker.record_events.remote(events)
+        return list(results)
+
     async def record_gateway(self, attempts: list[AttemptOutcome], answers: list[Answer]) -> int:
         """A replica's gateway attempts (validated there, in order) teach the registry in
         bulk; finished answers await their quality report in the shared ledger."""
@@ -350,10 +366,11 @@ class CircuitBreakerActor:
             self._reported = len(self.breaker.transitions)
             await self.history.record_transitions.remote([t.to_dict() for t in new])
 
-    async def record(self, agent: str, success: bool, request_id: str | None = None) -> str:
-        state = self.breaker.record(agent, success, request_id)
+    async def record_events(self, events: list[tuple[str, bool, str | None]]) -> None:
+        """Client-reported outcomes (agent, success, request id), in order."""
+        for agent, success, request_id in events:
+            self.breaker.record(agent, success, request_id)
         await self._report()
-        return state.value
 
     async def record_attempts(
         self, attempts: list[AttemptOutcome], max_retry_after_s: float

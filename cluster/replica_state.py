@@ -15,6 +15,7 @@ import numpy as np
 import ray
 
 from cluster.config import AppArgs
+from cluster.feedback import FeedbackCoalescer
 from cluster.http_models import CandidateRouteBody, FeedbackBody
 from cluster.metrics import ReplicaMetrics
 from cluster.outboxes import ForwardingLedger, GatewayOutbox, ship_learning
@@ -94,6 +95,7 @@ class ReplicaState:
         self.snapshot_at = time.time()
         self.decisions: list[DecisionColumns] = []
         self.outcomes = OutcomeColumns()
+        self.feedback_calls = FeedbackCoalescer(self._send_feedback)
         self.attempts = AttemptColumns()
         self.history_dropped = 0
         self._task: asyncio.Task[None] | None = None
@@ -328,10 +330,22 @@ class ReplicaState:
         )
         return response.to_dict()
 
-    async def feedback(self, body: FeedbackBody) -> dict[str, Any]:
+    async def _send_feedback(self, items: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+        """One coalesced call: the registry actor validates and learns each report, and
+        passes the accepted ones' outcomes on to the breaker itself."""
         await self.ship_learning()  # our own recent decisions and answers reach the actors first
-        result = await self.registry_actor.record_feedback.remote(
-            body.request_id, body.agent, body.success, body.latency_ms, body.quality, body.cost_usd
+        return list(await self.registry_actor.record_feedback_many.remote(items))
+
+    async def feedback(self, body: FeedbackBody) -> dict[str, Any]:
+        result = await self.feedback_calls.submit(
+            (
+                body.request_id,
+                body.agent,
+                body.success,
+                body.latency_ms,
+                body.quality,
+                body.cost_usd,
+            )
         )
         accepted = bool(result.get("accepted"))
         self.metrics.feedback.labels(
@@ -339,8 +353,6 @@ class ReplicaState:
             "accepted" if accepted else result.get("reason", "refused"),
         ).inc()
         if accepted:
-            if result["mode"] == "agent":
-                await self.breaker_actor.record.remote(body.agent, body.success, body.request_id)
             gateway = result["mode"] == "gateway"  # its attempts carried success and latency
             self.outcomes.add(
                 body.request_id,
