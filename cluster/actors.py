@@ -24,7 +24,7 @@ from cluster.config import AppArgs
 from cluster.metrics import without_gone_replicas
 from tinydancer.agents.agent import Agent
 from tinydancer.agents.breaker import BreakerConfig, CircuitBreaker
-from tinydancer.agents.ledger import Answer, DecisionLedger, LedgerEntry
+from tinydancer.agents.ledger import Answer, DecisionLedger, LedgerBlock, LedgerEntry
 from tinydancer.agents.registry import AgentRegistry
 from tinydancer.errors import FeedbackError, TinyDancerError
 from tinydancer.gateway.outcomes import AttemptOutcome, teach_breaker, teach_registry
@@ -216,10 +216,10 @@ class AgentRegistryActor:
         await self._ready()
         return None if version == self.registry.version else self.registry.snapshot()
 
-    async def remember_decisions(self, entries: list[LedgerEntry]) -> None:
+    async def remember_decisions(self, entries: list[LedgerEntry | LedgerBlock]) -> None:
         self.ledger.remember_entries(entries)
-        for entry in entries:
-            self._wake(entry.request_id)
+        for request_id in [r for r in self._waiters if r in self.ledger]:
+            self._wake(request_id)  # feedback that came before its decision
 
     def _wake(self, request_id: str) -> None:
         waiter = self._waiters.pop(request_id, None)

@@ -18,7 +18,7 @@ from typing import Any
 
 import ray
 
-from tinydancer.agents.ledger import Answer, DecisionLedger, LedgerEntry, Settled
+from tinydancer.agents.ledger import Answer, DecisionLedger, LedgerBlock, LedgerEntry, Settled
 from tinydancer.agents.types import AgentDecision, AgentRequest
 from tinydancer.gateway.outcomes import AttemptOutcome
 from tinydancer.history.records import AttemptColumns, from_agent_decisions
@@ -64,13 +64,18 @@ class ForwardingLedger(DecisionLedger):
 
     def __init__(self) -> None:
         super().__init__(capacity=10_000)
-        self.outbox: list[LedgerEntry] = []
+        self.outbox: list[LedgerEntry | LedgerBlock] = []  # a batch ships as its one block
 
     def remember(
         self, request_id: str, allowed: Any, qualities: Any = (), mode: str = "agent"
-    ) -> None:
-        super().remember(request_id, allowed, qualities, mode)
-        self.outbox.append(self._open[request_id])
+    ) -> LedgerEntry:
+        entry = super().remember(request_id, allowed, qualities, mode)
+        self.outbox.append(entry)
+        return entry
+
+    def remember_block(self, block: LedgerBlock) -> None:
+        super().remember_block(block)
+        self.outbox.append(block)
 
     def remember_entries(self, entries: Any) -> None:
         super().remember_entries(entries)

@@ -1,6 +1,6 @@
 """Bulk decisions as columns: kernel output for N requests → `ColumnarDecisions`
-and the ledger entries that let their feedback be accepted, with no Python object per
-request but the ids and the ledger's entries."""
+and the `LedgerBlock` that lets their feedback be accepted, with no Python object per
+request but the ids."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from tinydancer._ids import new_request_ids
-from tinydancer.agents.ledger import LedgerEntry
+from tinydancer.agents.ledger import LedgerBlock
 from tinydancer.agents.snapshot import OUT, RoutingSnapshot
 
 __all__ = ["ColumnarDecisions", "columnar_decisions"]
@@ -53,9 +53,9 @@ class ColumnarDecisions:
 
 def columnar_decisions(
     out: np.ndarray, snap: RoutingSnapshot, model_version: str, *, remember: bool
-) -> tuple[ColumnarDecisions, list[LedgerEntry]]:
+) -> tuple[ColumnarDecisions, LedgerBlock | None]:
     """out: (N, len(OUTPUT_ROWS), A) kernel output → the decisions and, with `remember`,
-    one ledger entry per routable row (ranked agents and the model's qualities)."""
+    their ledger block (ranked eligible agents and the model's qualities per row)."""
     count = out.shape[0]
     utility = out[:, OUT["utility"]]
     order = np.argsort(-utility, axis=1, kind="stable")[:, :4]
@@ -89,17 +89,10 @@ def columnar_decisions(
         model_version=model_version,
     )
     if not remember:
-        return result, []
+        return result, None
     known = np.take_along_axis(out[:, OUT["known"]], order, axis=1) > 0
     qualities = np.where(
         known, np.take_along_axis(out[:, OUT["model_quality"]], order, axis=1), np.nan
-    ).tolist()  # NaN: the model has no head for that agent
-    entries = [
-        LedgerEntry(
-            ids[i],
-            ranked_by_code[codes[i]],
-            tuple(qualities[i][: len(ranked_by_code[codes[i]])]),
-        )
-        for i in np.flatnonzero(routable).tolist()
-    ]
-    return result, entries
+    ).astype(np.float32)  # NaN: the model has no head for that agent
+    ranked = np.where(finite & routable[:, None], order, -1).astype(np.int16)
+    return result, LedgerBlock(ids, tuple(snap.names), ranked, qualities)

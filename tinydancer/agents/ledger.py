@@ -15,17 +15,25 @@ complete (`finish`), one quality report (`settle` with a quality; no success nee
 credited to the agent that finished the answer. Attempts are the gateway's own
 outcomes; `finish` takes an `Answer`, a plain tuple, so a replica can ship it to the
 ledger that accepts client feedback.
+
+Open decisions are kept columnar: a batch's decisions are one `LedgerBlock` (their ids, and
+numpy arrays of ranked agent indices and model qualities), found by a slot number, so a
+10k-request batch adds no Python container per decision for the garbage collector to walk
+(`entry()` builds the `LedgerEntry` view of one decision when its feedback comes).
 """
 
 from __future__ import annotations
 
+import bisect
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from tinydancer.errors import FeedbackError
 
-__all__ = ["Answer", "DecisionLedger", "LedgerEntry", "Settled"]
+__all__ = ["Answer", "DecisionLedger", "LedgerBlock", "LedgerEntry", "Settled"]
 
 
 class LedgerEntry(NamedTuple):  # a NamedTuple: built 10k at a time on the batch path
@@ -44,6 +52,28 @@ class LedgerEntry(NamedTuple):  # a NamedTuple: built 10k at a time on the batch
             for a, q in zip(self.allowed, self.qualities, strict=False)
             if q is not None and q == q  # NaN: no prediction
         }
+
+
+class LedgerBlock(NamedTuple):
+    """Many decisions at once: row i allowed `names[ranked[i, j]]` for j while
+    `ranked[i, j] >= 0` (chosen first), with the model's qualities `qualities[i, j]` (NaN:
+    no prediction)."""
+
+    request_ids: list[str]
+    names: tuple[str, ...]
+    ranked: np.ndarray  # (N, k) integer, -1 after each row's last agent
+    qualities: np.ndarray  # (N, k) float
+    mode: str = "agent"
+
+    def entry(self, row: int) -> LedgerEntry:
+        ranked = self.ranked[row]
+        count = int(np.count_nonzero(ranked >= 0))
+        return LedgerEntry(
+            self.request_ids[row],
+            tuple(self.names[k] for k in ranked[:count].tolist()),
+            tuple(self.qualities[row, :count].tolist()),
+            self.mode,
+        )
 
 
 class Answer(NamedTuple):
@@ -71,21 +101,54 @@ class Settled(NamedTuple):
 class DecisionLedger:
     def __init__(self, capacity: int = 100_000) -> None:
         self.capacity = capacity
-        self._open: OrderedDict[str, LedgerEntry] = OrderedDict()
+        self._open: OrderedDict[str, int] = OrderedDict()  # request id -> slot, oldest first
+        self._singles: dict[int, LedgerEntry] = {}  # slots remembered one by one
+        self._starts: list[int] = []  # first slot of each block still holding open slots
+        self._blocks: list[LedgerBlock] = []
+        self._next_slot = 0
         self._answered: OrderedDict[str, bool] = OrderedDict()  # id -> it had an answer
         self._attempts: dict[str, list[str]] = {}  # gateway request -> agents of its attempts
         self._answers: dict[str, Answer] = {}  # finished gateway answers awaiting quality
         self.refused = {"unknown_request": 0, "replayed": 0, "agent_mismatch": 0}
+
+    def entry(self, request_id: str) -> LedgerEntry | None:
+        """The open decision for `request_id` (None if it is not open)."""
+        slot = self._open.get(request_id)
+        if slot is None:
+            return None
+        single = self._singles.get(slot)
+        if single is not None:
+            return single
+        i = bisect.bisect_right(self._starts, slot) - 1
+        return self._blocks[i].entry(slot - self._starts[i])
+
+    def _drop(self, request_id: str) -> None:
+        self._singles.pop(self._open.pop(request_id), None)
 
     def _refuse(self, reason: str, message: str) -> FeedbackError:
         self.refused[reason] = self.refused.get(reason, 0) + 1
         return FeedbackError(reason, message)
 
     def _evict(self) -> None:
-        while len(self._open) > self.capacity:
-            request_id, _ = self._open.popitem(last=False)
+        # Over capacity, the oldest go; and a block is kept while an older decision is open,
+        # so decisions more than 4 x capacity slots old go too (bounding the blocks kept).
+        too_old = self._next_slot - 4 * self.capacity
+        while self._open and (
+            len(self._open) > self.capacity or next(iter(self._open.values())) < too_old
+        ):
+            request_id, slot = self._open.popitem(last=False)
+            self._singles.pop(slot, None)
             self._attempts.pop(request_id, None)
             self._answers.pop(request_id, None)
+        # blocks whose every slot is older than the oldest open one hold nothing any more
+        oldest = next(iter(self._open.values()), self._next_slot)
+        done = 0
+        while done < len(self._blocks) and (
+            self._starts[done] + len(self._blocks[done].request_ids) <= oldest
+        ):
+            done += 1
+        if done:
+            del self._starts[:done], self._blocks[:done]
 
     def __len__(self) -> int:
         return len(self._open)
@@ -103,14 +166,44 @@ class DecisionLedger:
         allowed: Sequence[str],
         qualities: Sequence[float | None] = (),
         mode: str = "agent",
-    ) -> None:
-        self._open[request_id] = LedgerEntry(request_id, tuple(allowed), tuple(qualities), mode)
+    ) -> LedgerEntry:
+        entry = LedgerEntry(request_id, tuple(allowed), tuple(qualities), mode)
+        self._remember_entry(entry)
         if len(self._open) > self.capacity:
             self._evict()
+        return entry
 
-    def remember_entries(self, entries: Sequence[LedgerEntry]) -> None:
-        for entry in entries:
-            self._open[entry.request_id] = entry
+    def _remember_entry(self, entry: LedgerEntry) -> None:
+        self._drop_if_open(entry.request_id)
+        self._open[entry.request_id] = slot = self._next_slot
+        self._singles[slot] = entry
+        self._next_slot += 1
+
+    def _drop_if_open(self, request_id: str) -> None:
+        if request_id in self._open:  # remembered again: the newest wins
+            self._drop(request_id)
+
+    def remember_block(self, block: LedgerBlock) -> None:
+        """A batch's decisions in one go (rows with no agent, `ranked[i, 0] < 0`, are skipped)."""
+        start = self._next_slot
+        self._next_slot += len(block.request_ids)
+        self._starts.append(start)
+        self._blocks.append(block)
+        routable = (block.ranked[:, 0] >= 0).tolist() if len(block.request_ids) else []
+        for row, (request_id, ok) in enumerate(zip(block.request_ids, routable, strict=True)):
+            if ok:
+                self._drop_if_open(request_id)
+                self._open[request_id] = start + row
+        if len(self._open) > self.capacity or self._next_slot - self._starts[0] > 4 * self.capacity:
+            self._evict()
+
+    def remember_entries(self, entries: Sequence[LedgerEntry | LedgerBlock]) -> None:
+        """Entries one by one and blocks, in order (what a replica ships to the shared ledger)."""
+        for item in entries:
+            if isinstance(item, LedgerBlock):
+                self.remember_block(item)
+            else:
+                self._remember_entry(item)
         if len(self._open) > self.capacity:
             self._evict()
 
@@ -118,7 +211,7 @@ class DecisionLedger:
         """Feedback for `request_id` can be decided now: it is open (and, for a gateway
         request, its answer finished), or it was already closed (a replay, refused at once).
         False: unknown, or an answer still streaming: worth waiting for briefly."""
-        entry = self._open.get(request_id)
+        entry = self.entry(request_id)
         if entry is None:
             return self.closed(request_id)
         return entry.mode != "gateway" or request_id in self._answers
@@ -142,7 +235,7 @@ class DecisionLedger:
 
     def finish(self, answer: Answer) -> None:
         """The answer is complete (or gave up): from now on only its quality report remains."""
-        entry = self._open.get(answer.request_id)
+        entry = self.entry(answer.request_id)
         if entry is None or entry.mode != "gateway" or answer.request_id in self._answers:
             raise self._refuse(
                 "not_open",
@@ -155,7 +248,7 @@ class DecisionLedger:
             )
         self._attempts.pop(answer.request_id, None)
         if answer.agent is None:  # nothing to report quality on: close it
-            del self._open[answer.request_id]
+            self._drop(answer.request_id)
             self._close(answer.request_id, answered=False)
         else:
             self._answers[answer.request_id] = answer
@@ -182,7 +275,8 @@ class DecisionLedger:
         registry.record_quality(
             request_id, answer.agent, quality, model_quality=entry.model_quality.get(answer.agent)
         )
-        del self._open[request_id], self._answers[request_id]
+        self._drop(request_id)
+        del self._answers[request_id]
         self._close(request_id)
         return Settled(
             request_id, answer.agent, "gateway", answer.stitched, answer.latency_ms, answer.cost_usd
@@ -190,7 +284,7 @@ class DecisionLedger:
 
     def check(self, request_id: str, agent: str) -> LedgerEntry:
         """The entry feedback for (request_id, agent) would consume; raises if it would be refused."""
-        entry = self._open.get(request_id)
+        entry = self.entry(request_id)
         if entry is None:
             if self._answered.get(request_id) is False:
                 raise self._refuse(
@@ -232,7 +326,7 @@ class DecisionLedger:
         other decisions need the agent and success. Raises FeedbackError (counted) for an
         unknown, replayed or mismatched request.
         """
-        open_entry = self._open.get(request_id)
+        open_entry = self.entry(request_id)
         if open_entry is None:
             self.check(request_id, agent or "")  # unknown, replayed or unanswered: raises
         elif open_entry.mode == "gateway":
@@ -258,7 +352,7 @@ class DecisionLedger:
 
     def consume(self, request_id: str, agent: str) -> LedgerEntry:
         entry = self.check(request_id, agent)
-        del self._open[request_id]
+        self._drop(request_id)
         self._close(request_id)
         return entry
 

@@ -323,9 +323,9 @@ class AgentRouter:
                 out = self._score(model, snap, messages, rows, np.ascontiguousarray(eligible))
                 outputs.append(out[:size])
         out = np.concatenate(outputs)  # (N, rows, A)
-        result, entries = columnar_decisions(out, snap, model.model.version, remember=remember)
-        if entries:
-            self.ledger.remember_entries(entries)
+        result, block = columnar_decisions(out, snap, model.model.version, remember=remember)
+        if block is not None:
+            self.ledger.remember_block(block)
         return result
 
     def _decide(

@@ -137,3 +137,68 @@ def test_a_request_whose_feedback_was_taken_is_known_as_closed(registry):
     assert not ledger.closed("never-issued")
     with refused("replayed"):
         ledger.settle(RID, "a", registry, True, 10.0, None, None)
+
+
+def _block(ids, ranked, qualities=None):
+    import numpy as np
+
+    from tinydancer.agents.ledger import LedgerBlock
+
+    ranked = np.asarray(ranked, np.int16)
+    if qualities is None:
+        qualities = np.full(ranked.shape, np.nan, np.float32)
+    return LedgerBlock(list(ids), ("a", "b", "c"), ranked, np.asarray(qualities, np.float32))
+
+
+def test_a_block_holds_a_batch_columnar_and_reads_back_as_entries(registry):
+    ledger = DecisionLedger(capacity=100)
+    ledger.remember_block(
+        _block(
+            ["x0", "x1", "x2"],
+            [[1, 0, -1], [-1, -1, -1], [2, 1, 0]],  # x1: no eligible agent
+            [[0.7, float("nan"), float("nan")], [0, 0, 0], [0.4, 0.5, 0.6]],
+        )
+    )
+    assert len(ledger) == 2 and "x1" not in ledger
+    x0 = ledger.entry("x0")
+    assert x0 is not None and x0.allowed == ("b", "a") and x0.model_quality == pytest.approx({"b": 0.7})
+    assert ledger.entry("x2").allowed == ("c", "b", "a")  # type: ignore[union-attr]
+    with refused("agent_mismatch"):
+        ledger.settle("x0", "c", registry, True, 10.0, 0.9, 0.001)
+    settled = ledger.settle("x0", "a", registry, True, 10.0, 0.9, 0.001)
+    assert settled.agent == "a" and registry.metrics("a").requests == 1
+    with refused("replayed"):
+        ledger.settle("x0", "a", registry, True, 10.0, 0.9, 0.001)
+    with refused("unknown_request"):
+        ledger.settle("x1", "a", registry, True, 10.0, 0.9, 0.001)
+
+
+def test_blocks_and_single_entries_age_out_oldest_first_and_blocks_are_released():
+    ledger = DecisionLedger(capacity=5)
+    ledger.remember("s0", ("a",))
+    ledger.remember_block(_block([f"b{i}" for i in range(4)], [[0, -1, -1]] * 4))
+    ledger.remember("s1", ("b",))
+    assert len(ledger) == 6 - 1 and "s0" not in ledger  # over capacity: the oldest went
+    ledger.remember_block(_block([f"c{i}" for i in range(4)], [[2, -1, -1]] * 4))
+    assert len(ledger) == 5 and all(f"b{i}" not in ledger for i in range(4))
+    assert "s1" in ledger and ledger.entry("c3").allowed == ("c",)  # type: ignore[union-attr]
+    assert len(ledger._blocks) == 1  # the first block holds nothing open: released
+
+
+def test_an_old_open_decision_does_not_keep_every_later_block_alive(registry):
+    ledger = DecisionLedger(capacity=4)
+    ledger.remember("old", ("a",))
+    for k in range(10):  # each block's decisions get their feedback at once
+        ids = [f"k{k}-{i}" for i in range(4)]
+        ledger.remember_block(_block(ids, [[0, -1, -1]] * 4))
+        for request_id in ids:
+            ledger.settle(request_id, "a", registry, True, 1.0, None, None)
+    assert "old" not in ledger  # more than 4 x capacity slots old: gone
+    assert len(ledger._blocks) <= 5
+
+
+def test_the_same_id_remembered_again_keeps_the_newest():
+    ledger = DecisionLedger(capacity=10)
+    ledger.remember("r", ("a",))
+    ledger.remember_block(_block(["r"], [[1, -1, -1]]))
+    assert len(ledger) == 1 and ledger.entry("r").allowed == ("b",)  # type: ignore[union-attr]
