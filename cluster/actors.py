@@ -27,7 +27,12 @@ from tinydancer.agents.breaker import BreakerConfig, CircuitBreaker
 from tinydancer.agents.ledger import Answer, DecisionLedger, LedgerEntry
 from tinydancer.agents.registry import AgentRegistry
 from tinydancer.errors import FeedbackError, TinyDancerError
-from tinydancer.gateway.outcomes import AttemptOutcome, teach_breaker, teach_registry
+from tinydancer.gateway.outcomes import (
+    AttemptBlock,
+    AttemptOutcome,
+    teach_breaker_block,
+    teach_registry_block,
+)
 from tinydancer.history.records import AttemptColumns, DecisionColumns, OutcomeColumns
 from tinydancer.history.store import HistoryConfig, HistoryStore
 from tinydancer.model.weights import load_model, shipped_model_path
@@ -257,19 +262,23 @@ class AgentRegistryActor:
         except TinyDancerError as exc:
             return {"accepted": False, "reason": "invalid", **exc.to_dict()}
 
-    async def record_gateway(self, attempts: list[AttemptOutcome], answers: list[Answer]) -> int:
+    async def record_gateway(
+        self, attempts: AttemptBlock | list[AttemptOutcome], answers: list[Answer]
+    ) -> int:
         """A replica's gateway attempts (validated there, in order) teach the registry in
-        bulk; finished answers await their quality report in the shared ledger."""
+        bulk (vectorised, as one by one); finished answers await their quality report in
+        the shared ledger. Returns the registry's version after the block (the order in
+        which blocks from several replicas were applied)."""
         await self._ready()
         self._ensure_persister()
-        teach_registry(self.registry, attempts)
+        teach_registry_block(self.registry, attempts)
         for answer in answers:
             try:
                 self.ledger.finish(answer)
             except FeedbackError as exc:  # aged out of the ledger: its quality cannot come
                 log.warning("answer %s not kept for feedback: %s", answer.request_id, exc)
             self._wake(answer.request_id)
-        return len(attempts)
+        return self.registry.version
 
     # -- agent administration --------------------------------------------------------------------
     async def call(self, method: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -356,10 +365,11 @@ class CircuitBreakerActor:
         return state.value
 
     async def record_attempts(
-        self, attempts: list[AttemptOutcome], max_retry_after_s: float
+        self, attempts: AttemptBlock | list[AttemptOutcome], max_retry_after_s: float
     ) -> None:
-        """A replica's gateway attempts, in order: circuit transitions and 429 cooldowns."""
-        teach_breaker(self.breaker, attempts, max_retry_after_s)
+        """A replica's gateway attempts, in order and in bulk: circuit transitions and 429
+        cooldowns."""
+        teach_breaker_block(self.breaker, attempts, max_retry_after_s)
         await self._report()
 
     async def snapshot_if_newer(self, version: int) -> dict[str, Any] | None:

@@ -224,3 +224,47 @@ def test_breaker_bulk_opens_at_the_right_event_and_settles_pending():
         "open",
     )
     assert bulk.pending == {}
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 300))
+def test_gateway_attempt_blocks_teach_as_the_one_by_one_functions(seed, n):
+    from tinydancer.gateway.outcomes import (
+        AttemptBlock,
+        AttemptOutcome,
+        teach_breaker,
+        teach_breaker_block,
+        teach_registry,
+        teach_registry_block,
+    )
+
+    rng = np.random.default_rng(seed)
+    kinds = [None, None, None, "rate_limited", "server_error", "deadline", "rejected"]
+    agents = [*NAMES, "not-registered"]
+    attempts = [
+        AttemptOutcome(
+            request_id=f"req-{i}",
+            attempt=0,
+            agent=agents[int(rng.integers(0, len(agents)))],
+            failure_kind=kinds[int(rng.integers(0, len(kinds)))],
+            latency_ms=float(rng.lognormal(6, 1)),
+            ttft_ms=None,
+            prompt_tokens=10,
+            completion_tokens=20,
+            cost_usd=None if rng.random() < 0.2 else float(rng.random() * 1e-3),
+            retry_after_s=None if rng.random() < 0.5 else float(rng.uniform(0, 900)),
+            teaches_bandit=bool(rng.random() < 0.8),
+            model_quality=None if rng.random() < 0.3 else float(rng.random()),
+        )
+        for i in range(n)
+    ]
+    bulk, single = registry(100.0, 1000.0), registry(100.0, 1000.0)
+    block = AttemptBlock.from_outcomes(attempts)
+    teach_registry_block(bulk, block)
+    teach_registry(single, attempts)
+    assert_close(bulk.snapshot(), single.snapshot())
+    breaker_bulk, breaker_single, _ = breakers(BreakerConfig(consecutive_failures=2))
+    teach_breaker_block(breaker_bulk, block, 300.0)
+    teach_breaker(breaker_single, attempts, 300.0)
+    assert breaker_bulk.agents == breaker_single.agents
+    assert breaker_bulk.transitions == breaker_single.transitions
