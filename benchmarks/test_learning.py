@@ -150,3 +150,59 @@ def test_breaker_bulk_apply(benchmark, rows):
         warmup=1,
     )
     judge(benchmark, "bulk", rows, medians, rows)
+
+
+def test_registry_actor_costs_per_push_and_refresh(benchmark, rows):
+    """What the registry actor spends besides applying rows, for the scale model
+    (docs/scale.md): a snapshot for a replica's refresh, and the pickling of one push
+    (an `AttemptBlock` and the ledger entries of its decisions) each way."""
+    import pickle
+
+    from tinydancer.agents.ledger import DecisionLedger, LedgerEntry
+    from tinydancer.gateway.outcomes import AttemptBlock, AttemptOutcome
+
+    benchmark.group = "learning: registry actor costs"
+    registry = new_registry()
+    registry.record_many(gateway_block(max(rows, 5_000)))  # sketches filled as in service
+    n = min(rows, 2_000)
+    rng = np.random.default_rng(4)
+    attempts = [
+        AttemptOutcome(
+            f"r{i}",
+            0,
+            NAMES[i % 10],
+            None,
+            float(rng.lognormal(6.5, 0.7)),
+            None,
+            200,
+            300,
+            1e-3,
+            model_quality=0.7,
+        )
+        for i in range(n)
+    ]
+    block = AttemptBlock.from_outcomes(attempts)
+    entries = [LedgerEntry(f"r{i}", NAMES[:4], (0.7, 0.6, 0.5, 0.4)) for i in range(n)]
+    ledger = DecisionLedger(capacity=1_000_000)
+
+    def remember() -> None:
+        ledger.remember_entries(pickle.loads(pickle.dumps(entries)))
+
+    benchmark(registry.snapshot)
+    medians = interleaved_medians(
+        {
+            "snapshot": registry.snapshot,
+            "block_pickle_round_trip": lambda: pickle.loads(pickle.dumps(block)),
+            "block_from_outcomes": lambda: AttemptBlock.from_outcomes(attempts),
+            "apply_block": lambda: registry.record_many(
+                OutcomeBlock.build(NAMES, agent=block.agent, success=block.success)
+            ),
+            "ledger_entries_round_trip": remember,
+        },
+        rounds=30 if rows > 500 else 2,
+        warmup=1,
+    )
+    for name, value in medians.items():
+        benchmark.extra_info[f"{name}_ms"] = 1e3 * value
+    benchmark.extra_info["rows"] = n
+    benchmark.extra_info["snapshot_bytes"] = len(pickle.dumps(registry.snapshot()))

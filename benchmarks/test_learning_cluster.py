@@ -13,7 +13,7 @@ mode), push and refresh latencies. Checked: the actor's final registry equals th
 initial one with the same attempts applied one by one in process (`teach_registry`),
 in the order the actor applied the blocks (each push returns the registry's version),
 to 1e-9. Under --benchmark-disable the run lasts 3 s; `TINYDANCER_LEARNING_BENCH_S`
-sets it (default 60). One by one replays ~35,000 outcomes/s, so runs longer than 10 s
+sets it (default 60), `TINYDANCER_LEARNING_BLOCK_ROWS` the rows per push. One by one replays ~35,000 outcomes/s, so runs longer than 10 s
 replay in bulk in process instead (equal to one by one: tests/engine/agents/test_bulk.py)
 unless `TINYDANCER_LEARNING_REPLAY=one_by_one`.
 """
@@ -27,6 +27,7 @@ import tempfile
 import time
 
 import numpy as np
+import psutil
 import pytest
 import ray
 
@@ -45,7 +46,8 @@ from tinydancer.gateway.outcomes import (
 
 from .test_learning import TARGET_PER_S as IN_PROCESS_TARGET_PER_S
 
-REPLICAS, BLOCK_ROWS, BLOCKS_PER_REPLICA = 3, 2_000, 8
+REPLICAS, BLOCKS_PER_REPLICA = 3, 8
+BLOCK_ROWS = int(os.environ.get("TINYDANCER_LEARNING_BLOCK_ROWS", 2_000))
 TARGET_PER_S = 50_000
 NAMES = [agent["name"] for agent in DEFAULT_AGENTS]
 assert IN_PROCESS_TARGET_PER_S > TARGET_PER_S
@@ -81,12 +83,24 @@ def attempts(replica: int, block: int) -> list[AttemptOutcome]:
     ]
 
 
+def cpu_seconds(pids: dict[str, list[int]]) -> dict[str, float]:
+    """CPU time (user + system) so far of each role's processes."""
+    totals = {}
+    for role, ids in pids.items():
+        times = [psutil.Process(pid).cpu_times() for pid in ids]
+        totals[role] = sum(t.user + t.system for t in times)
+    return totals
+
+
 @ray.remote(num_cpus=0)
 class SimulatedReplica:
     def __init__(self, index: int, registry: object, breaker: object) -> None:
         self.index, self.registry, self.breaker = index, registry, breaker
         self.blocks = [attempts(index, k) for k in range(BLOCKS_PER_REPLICA)]
         self.outbox = GatewayOutbox(f"replica-{index}")
+
+    def pid(self) -> int:
+        return os.getpid()
 
     async def _refresh(self, stop: float, latencies: list[float]) -> None:
         version = -1
@@ -139,9 +153,15 @@ def actors(request):
 
 def test_replicas_push_learning_into_one_registry_actor(benchmark, actors):
     benchmark.group = "learning through the actors"
-    registry, breaker, _, replicas, seconds = actors
+    registry, breaker, history, replicas, seconds = actors
     initial = ray.get(registry.snapshot_if_newer.remote(-1))
     ray.get([replica.__ray_ready__.remote() for replica in replicas])
+    pids = {
+        role: [int(ray.get(actor.__ray_call__.remote(lambda self: os.getpid())))]
+        for role, actor in (("registry", registry), ("breaker", breaker), ("history", history))
+    }
+    pids["replicas"] = ray.get([replica.pid.remote() for replica in replicas])
+    cpu_before = cpu_seconds(pids)
     started = time.perf_counter()
     runs = benchmark.pedantic(
         lambda: ray.get([replica.run.remote(seconds) for replica in replicas]),
@@ -149,6 +169,7 @@ def test_replicas_push_learning_into_one_registry_actor(benchmark, actors):
         iterations=1,
     )
     elapsed = time.perf_counter() - started
+    cpu_after = cpu_seconds(pids)
     final = ray.get(registry.snapshot_if_newer.remote(-1))
     breaker_status = ray.get(breaker.status.remote())
     order = sorted((v, r, k) for r, run in enumerate(runs) for v, k in run["pushes"])
@@ -169,6 +190,8 @@ def test_replicas_push_learning_into_one_registry_actor(benchmark, actors):
         refresh_max_ms=1e3 * max(refreshes),
         breaker_transitions=breaker_status["transitions"],
     )
+    for role in pids:  # share of one core each role's processes used over the run
+        info[f"cpu_{role}"] = (cpu_after[role] - cpu_before[role]) / elapsed
     # the same attempts, one by one, in process, in the order the actor applied them
     assert len({v for v, _, _ in order}) == len(order)
     replay = AgentRegistry.restore(initial)
