@@ -183,9 +183,11 @@ def apply_events(breaker: CircuitBreaker, events: BreakerEvents) -> int:
     n = len(events)
     if n == 0:
         return 0
-    if events.request_id is not None:
-        for request_id in events.request_id:
-            if request_id is not None:
+    if events.request_id is not None:  # outcomes settle them (`record`), rate limits do not
+        for request_id, cooling in zip(
+            events.request_id, ~np.isnan(events.cool_down_s), strict=True
+        ):
+            if request_id is not None and not cooling:
                 breaker.pending.pop(request_id, None)
     applier = _Applier(breaker, events)
     order = np.argsort(events.agent, kind="stable")

@@ -189,7 +189,8 @@ def teach_breaker_block(
                 block.success[rows],
                 breaker.clock(),
                 np.minimum(retry_after, max_retry_after_s),  # NaN stays NaN
-                [block.request_id[i] for i in rows],
+                # ids settle routed requests watched for a timeout (none by default)
+                [block.request_id[i] for i in rows] if breaker.pending else None,
             )
         )
     )

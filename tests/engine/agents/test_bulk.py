@@ -263,8 +263,13 @@ def test_gateway_attempt_blocks_teach_as_the_one_by_one_functions(seed, n):
     teach_registry_block(bulk, block)
     teach_registry(single, attempts)
     assert_close(bulk.snapshot(), single.snapshot())
-    breaker_bulk, breaker_single, _ = breakers(BreakerConfig(consecutive_failures=2))
+    config = BreakerConfig(consecutive_failures=2, decision_timeout_s=60.0)
+    breaker_bulk, breaker_single, _ = breakers(config)
+    for breaker in (breaker_bulk, breaker_single):
+        for i in range(0, n + 5, 3):  # some routed requests still await their outcome
+            breaker.routed(f"req-{i}", NAMES[0])
     teach_breaker_block(breaker_bulk, block, 300.0)
     teach_breaker(breaker_single, attempts, 300.0)
+    assert breaker_bulk.pending == breaker_single.pending
     assert breaker_bulk.agents == breaker_single.agents
     assert breaker_bulk.transitions == breaker_single.transitions
