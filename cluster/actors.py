@@ -21,15 +21,19 @@ from typing import Any
 import ray
 
 from cluster.config import AppArgs
+from cluster.history_actor import HistoryStoreActor
 from cluster.metrics import without_gone_replicas
 from tinydancer.agents.agent import Agent
 from tinydancer.agents.breaker import BreakerConfig, CircuitBreaker
 from tinydancer.agents.ledger import Answer, DecisionLedger, LedgerBlock, LedgerEntry
 from tinydancer.agents.registry import AgentRegistry
 from tinydancer.errors import FeedbackError, TinyDancerError
-from tinydancer.gateway.outcomes import AttemptOutcome, teach_breaker, teach_registry
-from tinydancer.history.records import AttemptColumns, DecisionColumns, OutcomeColumns
-from tinydancer.history.store import HistoryConfig, HistoryStore
+from tinydancer.gateway.outcomes import (
+    AttemptBlock,
+    AttemptOutcome,
+    teach_breaker_block,
+    teach_registry_block,
+)
 from tinydancer.model.weights import load_model, shipped_model_path
 
 __all__ = [
@@ -46,100 +50,6 @@ REGISTRY, BREAKER, HISTORY = "tinydancer-registry", "tinydancer-breaker", "tinyd
 
 def actor_names() -> tuple[str, str, str]:
     return REGISTRY, BREAKER, HISTORY
-
-
-@ray.remote(max_restarts=-1, max_task_retries=3)
-class HistoryStoreActor:
-    def __init__(self, args: AppArgs) -> None:
-        self.store = HistoryStore(
-            HistoryConfig(
-                path=args.history_path,
-                export_dir=args.export_dir,
-                max_buffer_rows=args.history_max_buffer_rows,
-                max_buffer_age_s=args.history_max_buffer_age_s,
-                age_from_decision_ts=True,  # the loss bound holds in client time
-                retention_days=args.history_retention_days,
-            )
-        )
-        self.export_interval_s = args.export_interval_s
-        self._last_export = time.monotonic()
-        self._last_compaction = time.monotonic()
-        self._ticker: asyncio.Task[None] | None = None
-
-    async def _tick(self) -> None:
-        while True:
-            await asyncio.sleep(0.1)
-            self.store.flush_if_due()
-            if time.monotonic() - self._last_export >= self.export_interval_s:
-                self._last_export = time.monotonic()
-                self.store.export()
-            if time.monotonic() - self._last_compaction >= 3600.0:
-                self._last_compaction = time.monotonic()
-                self.store.compact()  # no-op unless retention_days is set
-
-    def _ensure_ticker(self) -> None:
-        if self._ticker is None:
-            self._ticker = asyncio.get_running_loop().create_task(self._tick())
-
-    async def append(
-        self,
-        decisions: DecisionColumns | None,
-        outcomes: OutcomeColumns | None,
-        attempts: AttemptColumns | None = None,
-    ) -> int:
-        self._ensure_ticker()
-        if decisions is not None:
-            self.store.append_decisions(decisions)
-        if outcomes is not None:
-            self.store.append_outcomes(outcomes)
-        if attempts is not None:
-            self.store.append_attempts(attempts)
-        return self.store.buffered_rows
-
-    async def record_agent_snapshot(self, snapshot: dict[str, Any]) -> None:
-        self.store.record_agent_snapshot(snapshot)
-
-    async def latest_agent_snapshot(self) -> dict[str, Any] | None:
-        return self.store.latest_agent_snapshot()
-
-    async def record_transitions(self, transitions: list[dict[str, Any]]) -> None:
-        for t in transitions:
-            self.store.record_transition(
-                t["agent"], t["from_state"], t["to_state"], t["reason"], t["at"]
-            )
-
-    async def record_model(self, version: str, mode: str, event: str, path: str | None) -> None:
-        self.store.record_model(version, mode, event, path)
-
-    async def flush(self) -> int:
-        return self.store.flush()
-
-    async def export(self) -> dict[str, int]:
-        return self.store.export()
-
-    async def integrity(self) -> dict[str, int]:
-        return self.store.integrity()
-
-    async def transitions(self) -> list[dict[str, Any]]:
-        rows = self.store.query(
-            "SELECT agent, from_state, to_state, reason, epoch(ts) FROM breaker_transitions "
-            "ORDER BY seq"
-        )
-        return [
-            dict(zip(("agent", "from_state", "to_state", "reason", "at"), r, strict=True))
-            for r in rows
-        ]
-
-    async def status(self) -> dict[str, Any]:
-        self._ensure_ticker()
-        return {
-            "buffered_rows": self.store.buffered_rows,
-            **self.store.stats,
-            "written_total": self.store.written_total(),
-        }
-
-    async def close(self) -> None:
-        self.store.close()
 
 
 @ray.remote(max_restarts=-1, max_task_retries=3)
@@ -273,19 +183,23 @@ class AgentRegistryActor:
             await self._breaker.record_events.remote(events)
         return list(results)
 
-    async def record_gateway(self, attempts: list[AttemptOutcome], answers: list[Answer]) -> int:
+    async def record_gateway(
+        self, attempts: AttemptBlock | list[AttemptOutcome], answers: list[Answer]
+    ) -> int:
         """A replica's gateway attempts (validated there, in order) teach the registry in
-        bulk; finished answers await their quality report in the shared ledger."""
+        bulk (vectorised, as one by one); finished answers await their quality report in
+        the shared ledger. Returns the registry's version after the block (the order in
+        which blocks from several replicas were applied)."""
         await self._ready()
         self._ensure_persister()
-        teach_registry(self.registry, attempts)
+        teach_registry_block(self.registry, attempts)
         for answer in answers:
             try:
                 self.ledger.finish(answer)
             except FeedbackError as exc:  # aged out of the ledger: its quality cannot come
                 log.warning("answer %s not kept for feedback: %s", answer.request_id, exc)
             self._wake(answer.request_id)
-        return len(attempts)
+        return self.registry.version
 
     # -- agent administration --------------------------------------------------------------------
     async def call(self, method: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -373,10 +287,11 @@ class CircuitBreakerActor:
         await self._report()
 
     async def record_attempts(
-        self, attempts: list[AttemptOutcome], max_retry_after_s: float
+        self, attempts: AttemptBlock | list[AttemptOutcome], max_retry_after_s: float
     ) -> None:
-        """A replica's gateway attempts, in order: circuit transitions and 429 cooldowns."""
-        teach_breaker(self.breaker, attempts, max_retry_after_s)
+        """A replica's gateway attempts, in order and in bulk: circuit transitions and 429
+        cooldowns."""
+        teach_breaker_block(self.breaker, attempts, max_retry_after_s)
         await self._report()
 
     async def snapshot_if_newer(self, version: int) -> dict[str, Any] | None:

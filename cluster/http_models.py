@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from tinydancer.agents.endpoint import Endpoint
 from tinydancer.agents.types import AgentRequest, Constraints
+from tinydancer.candidates.types import Candidate, CandidateBatch, RoutingRequest
 from tinydancer.model.embedding import decode_base64_f32
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "FeedbackBody",
     "ReloadBody",
     "RouteBody",
+    "candidate_routing_request",
 ]
 
 # strict: JSON 0 / "yes" are not booleans and "1" is not a number (ints are still accepted as floats)
@@ -287,3 +289,34 @@ class ReloadBody(BaseModel):
     model_config = _STRICT
     path: str = Field(..., min_length=1, max_length=4096)
     mode: Literal["agent", "candidate"] = "agent"
+
+
+def candidate_routing_request(body: CandidateRouteBody, dim: int, encoder: Any) -> RoutingRequest:
+    """A `/v1/route/candidates` body as the engine's request (text through `encoder`)."""
+    if body.query_text is not None:
+        query = encoder.encode([body.query_text])[0]
+    elif body.query_embedding is not None:
+        query = np.asarray(body.query_embedding, np.float32)
+    else:
+        query = decode_base64_f32(body.query_embedding_b64 or "", "query_embedding_b64", dim)[0]
+    if body.candidates is not None:
+        candidates: Any = [Candidate(**dict(c)) for c in body.candidates]
+    else:
+        cols = body.columns
+        assert cols is not None
+        n = len(cols.ids)
+
+        def column(values: Any, default: float) -> np.ndarray:
+            return np.full(n, default) if values is None else np.asarray(values, np.float64)
+
+        candidates = CandidateBatch(
+            np.asarray(cols.ids, dtype=object),
+            decode_base64_f32(cols.embeddings_b64, "columns.embeddings_b64", dim),
+            np.asarray(cols.created_at, np.float64),
+            column(cols.access_count, 0.0),
+            column(cols.success_rate, 0.0).astype(np.float32),
+            None
+            if cols.metadata_overlap is None
+            else np.asarray(cols.metadata_overlap, np.float32),
+        )
+    return RoutingRequest(query, candidates, metadata=body.metadata)

@@ -16,7 +16,7 @@ import ray
 
 from cluster.config import AppArgs
 from cluster.feedback import FeedbackCoalescer
-from cluster.http_models import CandidateRouteBody, FeedbackBody
+from cluster.http_models import CandidateRouteBody, FeedbackBody, candidate_routing_request
 from cluster.metrics import ReplicaMetrics
 from cluster.outboxes import ForwardingLedger, GatewayOutbox, ship_learning
 from tinydancer.agents.breaker import BreakerView
@@ -27,7 +27,6 @@ from tinydancer.agents.text import embed_each, with_tokens
 from tinydancer.agents.types import AgentRequest
 from tinydancer.candidates.config import RouterConfig
 from tinydancer.candidates.router import Router
-from tinydancer.candidates.types import Candidate, CandidateBatch, RoutingRequest
 from tinydancer.errors import InvalidRequestError, TinyDancerError
 from tinydancer.gateway.gateway import Gateway
 from tinydancer.history.records import (
@@ -38,7 +37,6 @@ from tinydancer.history.records import (
     from_candidate_response,
     from_columnar,
 )
-from tinydancer.model.embedding import decode_base64_f32
 from tinydancer.model.weights import load_model
 from tinydancer.text.encoder import LazyEncoder, TextEncoderConfig
 
@@ -290,35 +288,9 @@ class ReplicaState:
 
     def route_candidates(self, body: CandidateRouteBody) -> dict[str, Any]:
         dim = self.candidate_router.model.embedding.dim
-        if body.query_text is not None:
-            query = self.encoder.encode([body.query_text])[0]
-        elif body.query_embedding is not None:
-            query = np.asarray(body.query_embedding, np.float32)
-        else:
-            query = decode_base64_f32(body.query_embedding_b64 or "", "query_embedding_b64", dim)[0]
-        if body.candidates is not None:
-            candidates: Any = [Candidate(**dict(c)) for c in body.candidates]
-        else:
-            cols = body.columns
-            assert cols is not None
-            n = len(cols.ids)
-
-            def column(values: Any, default: float) -> np.ndarray:
-                return np.full(n, default) if values is None else np.asarray(values, np.float64)
-
-            candidates = CandidateBatch(
-                np.asarray(cols.ids, dtype=object),
-                decode_base64_f32(cols.embeddings_b64, "columns.embeddings_b64", dim),
-                np.asarray(cols.created_at, np.float64),
-                column(cols.access_count, 0.0),
-                column(cols.success_rate, 0.0).astype(np.float32),
-                None
-                if cols.metadata_overlap is None
-                else np.asarray(cols.metadata_overlap, np.float32),
-            )
-        response = self.candidate_router.route(
-            RoutingRequest(query, candidates, metadata=body.metadata)
-        )
+        request = candidate_routing_request(body, dim, self.encoder)
+        query = request.query_embedding
+        response = self.candidate_router.route(request)
         self.ledger.remember(
             response.request_id,
             [str(i) for i in response.candidate_ids.tolist()],

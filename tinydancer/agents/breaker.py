@@ -35,9 +35,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+if TYPE_CHECKING:
+    from tinydancer.agents.breaker_bulk import BreakerEvents
 
 __all__ = [
     "AgentBreaker",
@@ -253,6 +256,14 @@ class CircuitBreaker:
         )
         self._set(name, new, reason, now)
         return new.state
+
+    def record_many(self, events: BreakerEvents) -> int:
+        """Apply a block of events (`agents.breaker_bulk`) vectorised: the same states,
+        counters and transitions as `record` / `cool_down` for each in order, with the
+        clock at each event's time. Returns the events applied."""
+        from tinydancer.agents.breaker_bulk import apply_events
+
+        return apply_events(self, events)
 
     def cool_down(self, name: str, seconds: float) -> BreakerState:
         """Open `name` for `seconds` (an upstream's Retry-After), then probe it as usual."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from tinydancer.agents.sketch import DecayingMean, QuantileSketch
 
 __all__ = ["AgentMetrics"]
@@ -51,6 +53,34 @@ class AgentMetrics:
             self.latency_mean.add(latency_ms)
             self.recent_latency.add(latency_ms)
             self.recent_latency_mean.add(latency_ms)
+
+    def add_many(
+        self,
+        counted: np.ndarray,
+        success: np.ndarray,
+        latency_ms: np.ndarray,
+        quality: np.ndarray,
+        cost_usd: np.ndarray,
+    ) -> None:
+        """Rows in order, as `add` (rows with `counted`) or `add_quality` (the others) would
+        apply them one by one; NaN stands for None. Vectorised, equal up to rounding."""
+        success = success[counted]
+        self.requests += int(counted.sum())
+        self.successes += int(success.sum())
+        self.recent_success.add_many(success.astype(np.float64))
+        qualities = quality[~np.isnan(quality)]
+        self.quality_sum += float(qualities.sum())
+        self.quality_count += len(qualities)
+        self.recent_quality.add_many(qualities)
+        costs = cost_usd[counted & ~np.isnan(cost_usd)]
+        self.cost_total_usd += float(costs.sum())
+        self.cost_count += len(costs)
+        self.recent_cost.add_many(costs)
+        latencies = latency_ms[counted & ~np.isnan(latency_ms)]
+        self.latency.add_many(latencies)
+        self.latency_mean.add_many(latencies)
+        self.recent_latency.add_many(latencies)
+        self.recent_latency_mean.add_many(latencies)
 
     def add_quality(self, quality: float) -> None:
         self.quality_sum += quality

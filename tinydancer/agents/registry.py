@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from tinydancer.agents import bandit
 from tinydancer.agents.agent import Agent, CostModel
 from tinydancer.agents.bandit import BanditConfig, Posterior
+from tinydancer.agents.bulk import OutcomeBlock, apply_block
 from tinydancer.agents.metrics import AgentMetrics
 from tinydancer.agents.sketch import decay_for_half_life
 from tinydancer.errors import DuplicateAgentError, InvalidRequestError, UnknownAgentError
@@ -214,6 +215,12 @@ class AgentRegistry:
         self._metrics[agent].add_quality(quality)
         self._learn(agent, float(quality), model_quality)
         self.version += 1
+
+    def record_many(self, block: OutcomeBlock) -> int:
+        """Apply a block of outcomes and quality reports (`agents.bulk`) vectorised: the
+        same metrics and posteriors as its rows one by one in order. The block is checked
+        whole first; a bad row refuses all of it. Returns the rows applied."""
+        return apply_block(self, block)
 
     def _check(
         self,

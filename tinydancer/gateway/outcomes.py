@@ -14,16 +14,31 @@ its ledger (once per attempt, in order) and hands it to an `OutcomeSink`:
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
+import numpy as np
+
+from tinydancer.agents.breaker_bulk import BreakerEvents
+from tinydancer.agents.bulk import OutcomeBlock
 from tinydancer.agents.ledger import Answer, Settled
 from tinydancer.agents.types import AgentDecision, AgentRequest
 from tinydancer.gateway.upstream import NOT_THE_AGENTS_FAULT
 from tinydancer.history.records import AttemptColumns, OutcomeColumns, from_agent_decisions
 
-__all__ = ["AttemptOutcome", "LocalSink", "OutcomeSink", "teach_breaker", "teach_registry"]
+__all__ = [
+    "AttemptBlock",
+    "AttemptOutcome",
+    "LocalSink",
+    "OutcomeSink",
+    "teach_breaker",
+    "teach_breaker_block",
+    "teach_registry",
+    "teach_registry_block",
+]
 
 
 class AttemptOutcome(NamedTuple):
@@ -88,6 +103,97 @@ def teach_breaker(
             breaker.cool_down(o.agent, min(o.retry_after_s, max_retry_after_s))
         else:
             breaker.record(o.agent, o.success, o.request_id)
+
+
+@dataclass(frozen=True, eq=False)
+class AttemptBlock:
+    """What the learners need of a batch of attempts, column by column (NaN = none):
+    cheap to ship between processes, applied in bulk by `teach_registry_block` and
+    `teach_breaker_block` with the same result as the one-by-one functions above."""
+
+    names: tuple[str, ...]
+    agent: np.ndarray  # int64, indexes names
+    success: np.ndarray
+    counts: np.ndarray  # bool: the agent's doing (counts_against_agent)
+    teaches_bandit: np.ndarray
+    latency_ms: np.ndarray
+    cost_usd: np.ndarray
+    model_quality: np.ndarray
+    retry_after_s: np.ndarray  # a rate limit's Retry-After; NaN = an ordinary outcome
+    request_id: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.agent)
+
+    @classmethod
+    def from_outcomes(cls, outcomes: Sequence[AttemptOutcome]) -> AttemptBlock:
+        codes: dict[str, int] = {}
+        agent = [codes.setdefault(o.agent, len(codes)) for o in outcomes]
+
+        def numbers(values: list[float | None]) -> np.ndarray:
+            return np.array([math.nan if v is None else v for v in values], np.float64)
+
+        rate_limited = [
+            o.retry_after_s if o.failure_kind == "rate_limited" else None for o in outcomes
+        ]
+        return cls(
+            names=tuple(codes),
+            agent=np.array(agent, np.int64),
+            success=np.array([o.failure_kind is None for o in outcomes], bool),
+            counts=np.array([o.counts_against_agent for o in outcomes], bool),
+            teaches_bandit=np.array([o.teaches_bandit for o in outcomes], bool),
+            latency_ms=numbers([o.latency_ms for o in outcomes]),
+            cost_usd=numbers([o.cost_usd for o in outcomes]),
+            model_quality=numbers([o.model_quality for o in outcomes]),
+            retry_after_s=numbers(rate_limited),
+            request_id=tuple(o.request_id for o in outcomes),
+        )
+
+
+def _block(attempts: AttemptBlock | Sequence[AttemptOutcome]) -> AttemptBlock:
+    return attempts if isinstance(attempts, AttemptBlock) else AttemptBlock.from_outcomes(attempts)
+
+
+def teach_registry_block(registry: Any, attempts: AttemptBlock | Sequence[AttemptOutcome]) -> int:
+    """`teach_registry` in bulk (`AgentRegistry.record_many`); returns the rows applied."""
+    block = _block(attempts)
+    known = np.array([name in registry for name in block.names], bool)
+    rows = block.counts & known[block.agent]
+    return int(
+        registry.record_many(
+            OutcomeBlock.build(
+                block.names,
+                agent=block.agent[rows],
+                success=block.success[rows],
+                latency_ms=block.latency_ms[rows],
+                cost_usd=block.cost_usd[rows],
+                model_quality=block.model_quality[rows],
+                learn=block.teaches_bandit[rows],
+            )
+        )
+    )
+
+
+def teach_breaker_block(
+    breaker: Any, attempts: AttemptBlock | Sequence[AttemptOutcome], max_retry_after_s: float
+) -> int:
+    """`teach_breaker` in bulk (`CircuitBreaker.record_many`, all at the breaker's now)."""
+    block = _block(attempts)
+    rows = np.flatnonzero(block.counts)
+    retry_after = block.retry_after_s[rows]
+    return int(
+        breaker.record_many(
+            BreakerEvents.build(
+                block.names,
+                block.agent[rows],
+                block.success[rows],
+                breaker.clock(),
+                np.minimum(retry_after, max_retry_after_s),  # NaN stays NaN
+                # ids settle routed requests watched for a timeout (none by default)
+                [block.request_id[i] for i in rows] if breaker.pending else None,
+            )
+        )
+    )
 
 
 class OutcomeSink(Protocol):

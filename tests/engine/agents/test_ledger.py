@@ -161,7 +161,11 @@ def test_a_block_holds_a_batch_columnar_and_reads_back_as_entries(registry):
     )
     assert len(ledger) == 2 and "x1" not in ledger
     x0 = ledger.entry("x0")
-    assert x0 is not None and x0.allowed == ("b", "a") and x0.model_quality == pytest.approx({"b": 0.7})
+    assert (
+        x0 is not None
+        and x0.allowed == ("b", "a")
+        and x0.model_quality == pytest.approx({"b": 0.7})
+    )
     assert ledger.entry("x2").allowed == ("c", "b", "a")  # type: ignore[union-attr]
     with refused("agent_mismatch"):
         ledger.settle("x0", "c", registry, True, 10.0, 0.9, 0.001)

@@ -1,0 +1,221 @@
+"""The learning path through the actors: several simulated replicas push gateway attempts
+into one registry actor (and one breaker actor), as `ship_learning` does.
+
+Each simulated replica (a Ray actor) queues pre-built attempts in a real `GatewayOutbox`,
+takes them (the history rows are built as on a replica) and ships one `AttemptBlock` of
+2,000 attempts per push: `record_gateway` on the registry actor, then `record_attempts`
+on the breaker actor, as fast as the actors answer; it also refreshes its registry
+snapshot every `snapshot_interval_s` (0.25 s) like a replica. The registry actor
+persists its snapshot through a real history actor every 0.5 s while it changes.
+
+Reported: outcomes/s the registry actor sustained (target >= 50,000/s in benchmark
+mode), push and refresh latencies. Checked: the actor's final registry equals the
+initial one with the same attempts applied one by one in process (`teach_registry`),
+in the order the actor applied the blocks (each push returns the registry's version),
+to 1e-9. Under --benchmark-disable the run lasts 3 s; `TINYDANCER_LEARNING_BENCH_S`
+sets it (default 60), `TINYDANCER_LEARNING_BLOCK_ROWS` the rows per push. One by one replays ~35,000 outcomes/s, so runs longer than 10 s
+replay in bulk in process instead (equal to one by one: tests/engine/agents/test_bulk.py)
+unless `TINYDANCER_LEARNING_REPLAY=one_by_one`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import tempfile
+import time
+
+import numpy as np
+import psutil
+import pytest
+import ray
+
+from cluster.actors import AgentRegistryActor, CircuitBreakerActor, HistoryStoreActor
+from cluster.config import AppArgs
+from cluster.default_agents import DEFAULT_AGENTS
+from cluster.outboxes import GatewayOutbox
+from cluster.runner import _ray_on_loopback
+from tinydancer.agents.registry import AgentRegistry
+from tinydancer.gateway.outcomes import (
+    AttemptBlock,
+    AttemptOutcome,
+    teach_registry,
+    teach_registry_block,
+)
+
+from .test_learning import TARGET_PER_S as IN_PROCESS_TARGET_PER_S
+
+REPLICAS, BLOCKS_PER_REPLICA = 3, 8
+BLOCK_ROWS = int(os.environ.get("TINYDANCER_LEARNING_BLOCK_ROWS", 2_000))
+TARGET_PER_S = 50_000
+NAMES = [agent["name"] for agent in DEFAULT_AGENTS]
+assert IN_PROCESS_TARGET_PER_S > TARGET_PER_S
+
+
+def attempts(replica: int, block: int) -> list[AttemptOutcome]:
+    """Deterministic gateway attempts: ~8 % fail, 1 % rate limited, 2 % not the agent's doing."""
+    rng = np.random.default_rng([replica, block])
+    kinds = rng.choice(
+        np.array(["", "server_error", "rate_limited", "deadline"], object),
+        BLOCK_ROWS,
+        p=[0.9, 0.07, 0.01, 0.02],
+    )
+    agent = rng.integers(0, len(NAMES), BLOCK_ROWS)
+    latency = rng.lognormal(6.8, 0.6, BLOCK_ROWS)
+    cost = rng.random(BLOCK_ROWS) * 2e-3
+    quality = rng.random(BLOCK_ROWS)
+    return [
+        AttemptOutcome(
+            request_id=f"r{replica}-{block}-{i}",
+            attempt=0,
+            agent=NAMES[agent[i]],
+            failure_kind=kinds[i] or None,
+            latency_ms=float(latency[i]),
+            ttft_ms=None,
+            prompt_tokens=200,
+            completion_tokens=300,
+            cost_usd=float(cost[i]),
+            retry_after_s=2.0 if kinds[i] == "rate_limited" else None,
+            model_quality=float(quality[i]),
+        )
+        for i in range(BLOCK_ROWS)
+    ]
+
+
+def cpu_seconds(pids: dict[str, list[int]]) -> dict[str, float]:
+    """CPU time (user + system) so far of each role's processes."""
+    totals = {}
+    for role, ids in pids.items():
+        times = [psutil.Process(pid).cpu_times() for pid in ids]
+        totals[role] = sum(t.user + t.system for t in times)
+    return totals
+
+
+@ray.remote(num_cpus=0)
+class SimulatedReplica:
+    def __init__(self, index: int, registry: object, breaker: object) -> None:
+        self.index, self.registry, self.breaker = index, registry, breaker
+        self.blocks = [attempts(index, k) for k in range(BLOCKS_PER_REPLICA)]
+        self.outbox = GatewayOutbox(f"replica-{index}")
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    async def _refresh(self, stop: float, latencies: list[float]) -> None:
+        version = -1
+        while time.monotonic() < stop:
+            started = time.perf_counter()
+            snapshot = await self.registry.snapshot_if_newer.remote(version)  # type: ignore[attr-defined]
+            latencies.append(time.perf_counter() - started)
+            version = version if snapshot is None else int(snapshot["version"])
+            await asyncio.sleep(0.25)
+
+    async def run(self, seconds: float) -> dict[str, object]:
+        stop = time.monotonic() + seconds
+        refreshes: list[float] = []
+        refresher = asyncio.get_running_loop().create_task(self._refresh(stop, refreshes))
+        pushes, latencies, k = [], [], 0
+        while time.monotonic() < stop:
+            self.outbox.attempted(self.blocks[k % BLOCKS_PER_REPLICA])
+            started = time.perf_counter()
+            taken, _, _rows = self.outbox.take()  # as ship_learning: history rows too
+            block = AttemptBlock.from_outcomes(taken)
+            version = await self.registry.record_gateway.remote(block, [])  # type: ignore[attr-defined]
+            await self.breaker.record_attempts.remote(block, 300.0)  # type: ignore[attr-defined]
+            latencies.append(time.perf_counter() - started)
+            pushes.append((int(version), k % BLOCKS_PER_REPLICA))
+            k += 1
+        await refresher
+        return {"pushes": pushes, "push_s": latencies, "refresh_s": refreshes}
+
+
+@pytest.fixture(scope="module")
+def actors(request):
+    disabled = request.config.getoption("benchmark_disable", False)
+    seconds = float(os.environ.get("TINYDANCER_LEARNING_BENCH_S", 3 if disabled else 60))
+    started = not ray.is_initialized()
+    if started:
+        with _ray_on_loopback():
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    args = AppArgs(history_path=tempfile.mkdtemp() + "/history.duckdb")
+    common = {"num_cpus": 0.1}
+    history = HistoryStoreActor.options(**common).remote(args)  # type: ignore[attr-defined]
+    registry = AgentRegistryActor.options(**common).remote(args, history, DEFAULT_AGENTS)  # type: ignore[attr-defined]
+    breaker = CircuitBreakerActor.options(**common).remote(history, args.breaker)  # type: ignore[attr-defined]
+    replicas = [SimulatedReplica.remote(i, registry, breaker) for i in range(REPLICAS)]  # type: ignore[attr-defined]
+    yield registry, breaker, history, replicas, seconds
+    for actor in (*replicas, breaker, registry, history):
+        ray.kill(actor)
+    if started:
+        ray.shutdown()
+
+
+def test_replicas_push_learning_into_one_registry_actor(benchmark, actors):
+    benchmark.group = "learning through the actors"
+    registry, breaker, history, replicas, seconds = actors
+    initial = ray.get(registry.snapshot_if_newer.remote(-1))
+    ray.get([replica.__ray_ready__.remote() for replica in replicas])
+    pids = {
+        role: [int(ray.get(actor.__ray_call__.remote(lambda self: os.getpid())))]
+        for role, actor in (("registry", registry), ("breaker", breaker), ("history", history))
+    }
+    pids["replicas"] = ray.get([replica.pid.remote() for replica in replicas])
+    cpu_before = cpu_seconds(pids)
+    started = time.perf_counter()
+    runs = benchmark.pedantic(
+        lambda: ray.get([replica.run.remote(seconds) for replica in replicas]),
+        rounds=1,
+        iterations=1,
+    )
+    elapsed = time.perf_counter() - started
+    cpu_after = cpu_seconds(pids)
+    final = ray.get(registry.snapshot_if_newer.remote(-1))
+    breaker_status = ray.get(breaker.status.remote())
+    order = sorted((v, r, k) for r, run in enumerate(runs) for v, k in run["pushes"])
+    outcomes = len(order) * BLOCK_ROWS
+    rate = outcomes / elapsed
+    pushes = [s for run in runs for s in run["push_s"]]
+    refreshes = [s for run in runs for s in run["refresh_s"]]
+    info = benchmark.extra_info
+    info.update(
+        replicas=REPLICAS,
+        block_rows=BLOCK_ROWS,
+        seconds=elapsed,
+        outcomes=outcomes,
+        outcomes_per_s=rate,
+        push_p50_ms=1e3 * statistics.median(pushes),
+        push_max_ms=1e3 * max(pushes),
+        refresh_p50_ms=1e3 * statistics.median(refreshes),
+        refresh_max_ms=1e3 * max(refreshes),
+        breaker_transitions=breaker_status["transitions"],
+    )
+    for role in pids:  # share of one core each role's processes used over the run
+        info[f"cpu_{role}"] = (cpu_after[role] - cpu_before[role]) / elapsed
+    # the same attempts, one by one, in process, in the order the actor applied them
+    assert len({v for v, _, _ in order}) == len(order)
+    replay = AgentRegistry.restore(initial)
+    mode = os.environ.get("TINYDANCER_LEARNING_REPLAY", "bulk" if seconds > 10 else "one_by_one")
+    teach = teach_registry if mode == "one_by_one" else teach_registry_block
+    blocks = {(r, k): attempts(r, k) for _, r, k in order}
+    started = time.perf_counter()
+    for _, r, k in order:
+        teach(replay, blocks[r, k])
+    info["replay"] = mode
+    info["replay_per_s"] = outcomes / (time.perf_counter() - started)
+    assert replay.version == final["version"]
+    expected = replay.snapshot()
+    for mine, theirs in zip(final["agents"], expected["agents"], strict=True):
+        assert mine["agent"]["name"] == theirs["agent"]["name"]
+        for key in ("precision", "shift"):
+            np.testing.assert_allclose(
+                mine["posterior"][key], theirs["posterior"][key], rtol=1e-9, atol=0
+            )
+        assert mine["posterior"]["outcomes"] == theirs["posterior"]["outcomes"]
+        assert mine["metrics"]["requests"] == theirs["metrics"]["requests"]
+        np.testing.assert_allclose(
+            mine["metrics"]["cost_total_usd"], theirs["metrics"]["cost_total_usd"], rtol=1e-9
+        )
+    print(f"\nlearning through the actors: {info}")
+    if not benchmark.disabled:
+        assert rate >= TARGET_PER_S, info
