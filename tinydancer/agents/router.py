@@ -323,9 +323,9 @@ class AgentRouter:
                 out = self._score(model, snap, messages, rows, np.ascontiguousarray(eligible))
                 outputs.append(out[:size])
         out = np.concatenate(outputs)  # (N, rows, A)
-        result, block = columnar_decisions(out, snap, model.model.version, remember=remember)
-        if block is not None:
-            self.ledger.remember_block(block)
+        result, decided = columnar_decisions(out, snap, model.model.version, remember=remember)
+        if decided is not None:
+            self.ledger.remember_block(decided)
         return result
 
     def _decide(
