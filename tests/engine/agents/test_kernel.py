@@ -125,4 +125,3 @@ def test_thompson_draws_match_the_reference(weights, seed):
     assert (utility.argmax(-1) == chosen.argmax(-1)).all()
     np.testing.assert_allclose(out[:, OUT["propensity"]], propensity, atol=1e-6)
     np.testing.assert_allclose(out[:, OUT["propensity"]].sum(-1), 1.0, atol=1e-5)
-
