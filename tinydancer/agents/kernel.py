@@ -82,19 +82,27 @@ def score_agents(
     table: jax.Array,
     agents: jax.Array,  # (len(AGENT_ROWS), A)
     specialization: jax.Array,  # (A, D)
-    messages: jax.Array,  # (B, T, D) left-aligned
-    requests: jax.Array,  # (B, len(REQUEST_COLUMNS))
-    eligible: jax.Array,  # (B, A) host-side constraints (active, breaker, capabilities, exclusions)
+    inputs: jax.Array,  # (B, T D + len(REQUEST_COLUMNS) + A), see below
     normals: jax.Array,  # (P, A, 2) pool of standard normal draws, on the device
     *,
     layout: tuple[Any, ...],
     draws: int,
     explore: bool,
 ) -> jax.Array:
-    """(B, len(OUTPUT_ROWS), A) float32."""
+    """(B, len(OUTPUT_ROWS), A) float32.
+
+    Each row of `inputs` holds a request's messages (T, D) left-aligned, its
+    `REQUEST_COLUMNS` and its host-side eligibility per agent (active, breaker,
+    capabilities, exclusions): one host array per call instead of three (each host
+    array passed to a jitted call costs a few µs).
+    """
+    width, dim, count = inputs.shape[1], specialization.shape[1], agents.shape[1]
+    steps = (width - len(REQUEST_COLUMNS) - count) // dim
+    messages = inputs[:, : steps * dim].reshape(inputs.shape[0], steps, dim)  # (B, T, D)
+    requests = inputs[:, steps * dim : width - count]  # (B, len(REQUEST_COLUMNS))
+    eligible = inputs[:, width - count :]  # (B, A)
     col = {name: requests[:, i] for i, name in enumerate(REQUEST_COLUMNS)}  # each (B,)
     row = {name: agents[i] for i, name in enumerate(AGENT_ROWS)}  # each (A,)
-    steps = messages.shape[1]
     mask = jnp.arange(steps, dtype=jnp.float32)[None, :] < col["length"][:, None]  # (B, T)
     logits = forward(unpack(qpack, spack, fpack, layout), messages, mask)  # (B, heads)
     head = row["head"].astype(jnp.int32)
