@@ -74,15 +74,7 @@ OUTPUT_ROWS = (
 )
 
 
-# Options for this executable only (no process-wide XLA setting): without the XNNPACK /
-# YNNPACK library fusions XLA emits its own loops for this kernel's many tiny ops,
-# which ran the single-request call about 30 % faster here, pinned or not.
-_COMPILER_OPTIONS = {"xla_cpu_use_xnnpack": False, "xla_cpu_experimental_ynn_fusion_type": ""}
-
-
-@partial(
-    jax.jit, static_argnames=("layout", "draws", "explore"), compiler_options=_COMPILER_OPTIONS
-)
+@partial(jax.jit, static_argnames=("layout", "draws", "explore"))
 def score_agents(
     qpack: jax.Array,
     spack: jax.Array,
