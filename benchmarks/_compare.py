@@ -8,8 +8,11 @@ returns each one's median; the ratios go into pytest-benchmark's `extra_info`.
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -40,3 +43,23 @@ def record(benchmark, medians: dict[str, float], subject: str) -> None:
 def median_s(benchmark) -> float | None:
     """The benchmark's median in seconds, or None under --benchmark-disable (no stats)."""
     return None if benchmark.stats is None else float(benchmark.stats.stats.median)
+
+
+@contextlib.contextmanager
+def machine_load(load: str) -> Iterator[None]:
+    """`busy`: a CPU-burning subprocess runs beside the measurement (stopped after)."""
+    if load != "busy":
+        yield
+        return
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.2)  # let it start burning
+        yield
+    finally:
+        burner.kill()
+        burner.wait()
+
+
+def benchmarking(benchmark) -> bool:
+    """False under --benchmark-disable (the CI smoke run): assert no speed targets then."""
+    return not benchmark.disabled

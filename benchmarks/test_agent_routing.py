@@ -18,7 +18,7 @@ from tinydancer.agents.types import AgentRequest
 from tinydancer.model.reference import fastgrnn_forward
 from tinydancer.model.weights import load_model, shipped_model_path
 
-from ._compare import interleaved_medians, median_s, record
+from ._compare import benchmarking, interleaved_medians, machine_load, median_s, record
 
 MODEL = load_model(shipped_model_path("agent"))
 AGENTS = MODEL.feature_schema["agents"][:10]
@@ -62,26 +62,28 @@ class NumpyAgentRouter:
         return int(order[0]), float(wins[order[0]])
 
 
-def test_route_10_agents(benchmark, router):
-    benchmark.group = "agent route, 10 agents"
+@pytest.mark.parametrize("load", ["quiet", "busy"])
+def test_route_10_agents(benchmark, router, load):
+    """`busy`: a CPU-burning process runs beside it. Target: never slower than numpy,
+    pinned or not; <= 0.6x numpy and <= 40 µs pinned."""
+    benchmark.group = "agent route, 10 agents" + (", busy machine" if load == "busy" else "")
     embedding = np.random.default_rng(1).normal(size=384).astype(np.float32)
     embedding /= np.linalg.norm(embedding)
     request = AgentRequest(embedding=embedding)
-    decision = benchmark(router.route, request)
-    assert decision.agent in AGENTS
     reference = NumpyAgentRouter(router)
-    record(
-        benchmark,
-        interleaved_medians(
+    with machine_load(load):
+        decision = benchmark(router.route, request)
+        assert decision.agent in AGENTS
+        medians = interleaved_medians(
             {
                 "tinydancer": lambda: router.route(request),
                 "numpy_reference": lambda: reference.route(embedding),
                 "stream_floor": embedding.sum,
             },
-            rounds=2000,
-        ),
-        "tinydancer",
-    )
+            rounds=2000 if benchmarking(benchmark) else 20,
+        )
+    # Recorded, not asserted: unpinned (and busy) the target is not met yet (README).
+    record(benchmark, medians, "tinydancer")
 
 
 @pytest.mark.parametrize("batch", [32, 256])

@@ -3,6 +3,7 @@ the objective it was chosen under), and the error when nothing was eligible."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -30,18 +31,22 @@ def build_decision(
     elapsed_us: float,
 ) -> AgentDecision:
     """out: (len(OUTPUT_ROWS), A) for this request; `order` ranks the agents, `best` won."""
-    utility = out[OUT["utility"]]
-    ranked_count = int(np.isfinite(utility).sum())
+    # One conversion to Python floats (tolist) instead of a numpy scalar per field.
+    rows = out.tolist()
+    utility, quality, cost = rows[OUT["utility"]], rows[OUT["quality"]], rows[OUT["cost"]]
+    propensity, uncertainty = rows[OUT["propensity"]], rows[OUT["uncertainty"]]
+    similarity, model_quality = rows[OUT["similarity"]], rows[OUT["model_quality"]]
+    ranked_count = sum(map(math.isfinite, utility))
     latency_row = snap.columns[AGENT["latency_ms"]]
     ranked = []
-    for position in order[: min(4, ranked_count)] if not fallback else [best]:
+    for position in order[: min(4, ranked_count)].tolist() if not fallback else [best]:
         lat = float(latency_row[position])
         ranked.append(
             (
                 snap.names[position],
-                float(utility[position]),
-                float(out[OUT["quality"], position]),
-                float(out[OUT["cost"], position]),
+                utility[position],
+                quality[position],
+                cost[position],
                 None if lat < 0 else lat,
             )
         )
@@ -49,16 +54,16 @@ def build_decision(
     return AgentDecision(
         request_id=request_id,
         agent=snap.names[best],
-        confidence=float(out[OUT["propensity"], best]) if not fallback else 0.0,
-        uncertainty=float(out[OUT["uncertainty"], best]),
-        estimated_cost_usd=float(out[OUT["cost"], best]),
+        confidence=propensity[best] if not fallback else 0.0,
+        uncertainty=uncertainty[best],
+        estimated_cost_usd=cost[best],
         estimated_latency_ms=None if latency < 0 else latency,
-        expected_quality=float(out[OUT["quality"], best]),
-        similarity=float(out[OUT["similarity"], best]),
+        expected_quality=quality[best],
+        similarity=similarity[best],
         model_version=model_version,
         # the probability this policy chose the agent: a probe or the fallback is certain
-        propensity=1.0 if fallback or probe else float(out[OUT["propensity"], best]),
-        model_quality=float(out[OUT["model_quality"], best]),
+        propensity=1.0 if fallback or probe else propensity[best],
+        model_quality=model_quality[best],
         objective="custom"
         if request.weights
         else (

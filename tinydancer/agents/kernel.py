@@ -5,6 +5,7 @@ Per request b and agent a (all vectorised, no loop over agents or requests):
     p_model[b, a]   offline FastGRNN over the request's message sequence (0 if no head)
     phi             [1, p_model]                       the bandit's context
     q_s[b, a]       clip(theta_s . phi, 0, 1), theta_s = mu_a + L_a z_s   (s = 0..S-1)
+                    computed as mu_a . phi + z_s . (L_a^T phi), elementwise
     cost[b, a]      per-request + per-1k-tokens price (tokens given) or the observed mean
     utility_s       w_q q_s - cost_scale cost - latency_scale latency + w_sim similarity
     choice          argmax over eligible agents of utility_0 (draw 0 decides)
@@ -81,19 +82,27 @@ def score_agents(
     table: jax.Array,
     agents: jax.Array,  # (len(AGENT_ROWS), A)
     specialization: jax.Array,  # (A, D)
-    messages: jax.Array,  # (B, T, D) left-aligned
-    requests: jax.Array,  # (B, len(REQUEST_COLUMNS))
-    eligible: jax.Array,  # (B, A) host-side constraints (active, breaker, capabilities, exclusions)
+    inputs: jax.Array,  # (B, T D + len(REQUEST_COLUMNS) + A), see below
     normals: jax.Array,  # (P, A, 2) pool of standard normal draws, on the device
     *,
     layout: tuple[Any, ...],
     draws: int,
     explore: bool,
 ) -> jax.Array:
-    """(B, len(OUTPUT_ROWS), A) float32."""
+    """(B, len(OUTPUT_ROWS), A) float32.
+
+    Each row of `inputs` holds a request's messages (T, D) left-aligned, its
+    `REQUEST_COLUMNS` and its host-side eligibility per agent (active, breaker,
+    capabilities, exclusions): one host array per call instead of three (each host
+    array passed to a jitted call costs a few µs).
+    """
+    width, dim, count = inputs.shape[1], specialization.shape[1], agents.shape[1]
+    steps = (width - len(REQUEST_COLUMNS) - count) // dim
+    messages = inputs[:, : steps * dim].reshape(inputs.shape[0], steps, dim)  # (B, T, D)
+    requests = inputs[:, steps * dim : width - count]  # (B, len(REQUEST_COLUMNS))
+    eligible = inputs[:, width - count :]  # (B, A)
     col = {name: requests[:, i] for i, name in enumerate(REQUEST_COLUMNS)}  # each (B,)
     row = {name: agents[i] for i, name in enumerate(AGENT_ROWS)}  # each (A,)
-    steps = messages.shape[1]
     mask = jnp.arange(steps, dtype=jnp.float32)[None, :] < col["length"][:, None]  # (B, T)
     logits = forward(unpack(qpack, spack, fpack, layout), messages, mask)  # (B, heads)
     head = row["head"].astype(jnp.int32)
@@ -103,13 +112,6 @@ def score_agents(
     )  # (B, A)
 
     mu = jnp.stack([row["mu0"], row["mu1"]], axis=-1)  # (A, 2)
-    chol = jnp.stack(
-        [
-            jnp.stack([row["l00"], jnp.zeros_like(row["l00"])], -1),
-            jnp.stack([row["l10"], row["l11"]], -1),
-        ],
-        axis=-2,
-    )  # (A, 2, 2)
     phi = jnp.stack([jnp.ones_like(p_model), p_model], axis=-1)  # (B, A, 2)
     quality = jnp.clip(jnp.einsum("bak,ak->ba", phi, mu), 0.0, 1.0)  # posterior mean (B, A)
 
@@ -150,18 +152,30 @@ def score_agents(
         # The deciding draw is the request's own (pool row offset_b); the draws that
         # estimate its propensity are shared by the batch (rows offset_0 + 1 .. S - 1):
         # common random numbers keep each request's estimate unbiased at a fraction of
-        # the cost of S draws per request.
+        # the cost of S draws per request. With theta = mu + L z (L lower triangular),
+        # theta . phi = mu . phi + z . (L^T phi), all elementwise over (draw, request, agent).
         offsets = col["offset"].astype(jnp.int32)  # (B,)
+        mean = jnp.einsum("bak,ak->ba", phi, mu)  # (B, A) before clipping
+        v0 = row["l00"][None, :] + row["l10"][None, :] * p_model  # (B, A) = (L^T phi)_0
+        v1 = row["l11"][None, :] * p_model  # (B, A) = (L^T phi)_1
         z_own = jnp.take(normals, offsets, axis=0)  # (B, A, 2)
-        theta_own = mu[None] + jnp.einsum("aij,baj->bai", chol, z_own)  # (B, A, 2)
-        chosen = utility(jnp.clip(jnp.einsum("bak,bak->ba", phi, theta_own), 0.0, 1.0))  # (B, A)
+        chosen = utility(jnp.clip(mean + z_own[..., 0] * v0 + z_own[..., 1] * v1, 0.0, 1.0))
         z_shared = jax.lax.dynamic_slice_in_dim(
             normals, offsets[0] + 1, draws - 1, axis=0
         )  # (S-1, A, 2)
-        theta_shared = mu[None] + jnp.einsum("aij,saj->sai", chol, z_shared)  # (S-1, A, 2)
-        samples = jnp.clip(jnp.einsum("bak,sak->sba", phi, theta_shared), 0.0, 1.0)  # (S-1, B, A)
+        samples = jnp.clip(
+            mean[None] + z_shared[:, None, :, 0] * v0[None] + z_shared[:, None, :, 1] * v1[None],
+            0.0,
+            1.0,
+        )  # (S-1, B, A)
         utilities = jnp.concatenate([chosen[None], utility(samples)], axis=0)  # (S, B, A)
-        wins = jax.nn.one_hot(jnp.argmax(utilities, axis=-1), ok.shape[-1])  # (S, B, A)
+        agents_count = ok.shape[-1]
+        index = jnp.arange(agents_count, dtype=jnp.int32)
+        top = utilities.max(axis=-1, keepdims=True)
+        # argmax (first maximum) as two plain reductions, which XLA's CPU backend runs
+        # faster than its variadic argmax reduction
+        first = jnp.min(jnp.where(utilities == top, index, agents_count), axis=-1)  # (S, B)
+        wins = (first[..., None] == index).astype(jnp.float32)  # (S, B, A)
         propensity = jnp.where(ok, wins.mean(axis=0), 0.0)
     else:
         chosen = utility(quality)

@@ -258,15 +258,14 @@ class AgentRouter:
         """The one jitted call: every agent for every request (sets each row's draw offset)."""
         draws = self.registry.bandit_config.propensity_samples + 1
         rows[:, REQ["offset"]] = self._offsets.integers(0, _POOL_DRAWS - draws, rows.shape[0])
+        inputs = np.concatenate([messages.reshape(messages.shape[0], -1), rows, eligible], axis=1)
         return np.asarray(
             score_agents(
                 *model.weights,
                 model.table,
                 snap.agents,
                 snap.specialization,
-                messages,
-                rows,
-                eligible,
+                inputs,
                 self._normals(len(snap.base_eligible)),
                 layout=model.layout,
                 draws=draws,

@@ -24,7 +24,14 @@ import jax.numpy as jnp
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["FEATURE_NAMES", "FeatureConfig", "candidate_features", "row_problems"]
+__all__ = [
+    "FEATURE_NAMES",
+    "FeatureConfig",
+    "candidate_features",
+    "features_from_reductions",
+    "problems_from_reductions",
+    "row_problems",
+]
 
 FEATURE_NAMES = ("similarity", "recency", "frequency", "success_rate", "metadata_overlap")
 
@@ -95,8 +102,20 @@ def candidate_features(
     """
     dots = embeddings @ query  # (N,)
     norms_sq = jnp.einsum("ij,ij->i", embeddings, embeddings)  # (N,) fused, no N x D temp
-    query_norm = jnp.sqrt(query @ query)
-    similarity = dots * jax.lax.rsqrt(jnp.maximum(norms_sq, 1e-30)) / query_norm
+    return features_from_reductions(dots, norms_sq, query @ query, columns, constants)
+
+
+def features_from_reductions(
+    dots: jax.Array,
+    norms_sq: jax.Array,
+    query_norm_sq: jax.Array,
+    columns: jax.Array,
+    constants: jax.Array,
+) -> tuple[jax.Array, jax.Array]:
+    """`candidate_features` given the embedding reductions: dots (N,) = E q, norms_sq (N,)
+    = row norms squared, query_norm_sq = q . q (the router's small calls compute these
+    on the host, so the embeddings never enter the jitted call)."""
+    similarity = dots * jax.lax.rsqrt(jnp.maximum(norms_sq, 1e-30)) / jnp.sqrt(query_norm_sq)
     age_s, access_count, success_rate, overlap = columns[0], columns[1], columns[2], columns[3]
     weights, decay, inv_log_saturation = constants[:5], constants[5], constants[6]
     recency = jnp.exp(-decay * jnp.maximum(age_s, 0.0))
@@ -118,7 +137,17 @@ def row_problems(
     The query's own problems (non-finite, zero) are reported on every valid row.
     """
     norms_sq = jnp.einsum("ij,ij->i", embeddings, embeddings)
-    query_norm_sq = query @ query
+    return problems_from_reductions(norms_sq, query @ query, columns, valid, max_future_skew_s)
+
+
+def problems_from_reductions(
+    norms_sq: jax.Array,
+    query_norm_sq: jax.Array,
+    columns: jax.Array,
+    valid: jax.Array,
+    max_future_skew_s: jax.Array,
+) -> jax.Array:
+    """`row_problems` given the row norms squared and q . q."""
     age_s, access_count, success_rate, overlap = (columns[i] for i in range(4))
     code = (
         jnp.where(~jnp.isfinite(norms_sq), PROBLEM_NON_FINITE_EMBEDDING, 0)

@@ -31,6 +31,7 @@ __all__ = [
     "ROW_UNC",
     "LoadedModel",
     "score_kernel",
+    "score_reduced_kernel",
 ]
 
 ROW_CONF, ROW_UNC, ROW_LIGHT, ROW_PROBLEM, ROW_HEURISTIC = range(5)  # rows of the output
@@ -60,19 +61,77 @@ def score_kernel(
     """
     n = embeddings.shape[0]
     columns, query, count = aux[: 4 * n].reshape(4, n), aux[4 * n : -1], aux[-1]
+    dots = embeddings @ query  # (N,)
+    norms_sq = jnp.einsum("ij,ij->i", embeddings, embeddings)  # (N,) fused, no N x D temp
+    return _score_rows(
+        qpack, spack, fpack, table, settings, dots, norms_sq, query @ query, columns, count, layout
+    )
+
+
+@partial(jax.jit, static_argnames=("layout",))
+def score_reduced_kernel(
+    qpack: jax.Array,
+    spack: jax.Array,
+    fpack: jax.Array,
+    table: jax.Array,
+    settings: jax.Array,
+    aux: jax.Array,
+    *,
+    layout: tuple[Any, ...],
+) -> jax.Array:
+    """`score_kernel` for small calls, given the embedding reductions (same output).
+
+    aux: (6 N + 2,) = the (6, N) rows (E q, row norms squared, age_s, access_count,
+    success_rate, metadata_overlap), q . q, and the number of real rows. The router
+    computes the two reductions with numpy (a few µs for 100 x 384, one thread), so
+    the embeddings never enter the jitted call: no staging copy, and no XLA reduction
+    that its CPU runtime would split across cores (which costs tens of µs on a small
+    machine in an unpinned process).
+    """
+    n = (aux.shape[0] - 2) // 6
+    rows, query_norm_sq, count = aux[: 6 * n].reshape(6, n), aux[-2], aux[-1]
+    return _score_rows(
+        qpack,
+        spack,
+        fpack,
+        table,
+        settings,
+        rows[0],
+        rows[1],
+        query_norm_sq,
+        rows[2:],
+        count,
+        layout,
+    )
+
+
+def _score_rows(
+    qpack: jax.Array,
+    spack: jax.Array,
+    fpack: jax.Array,
+    table: jax.Array,
+    settings: jax.Array,
+    dots: jax.Array,
+    norms_sq: jax.Array,
+    query_norm_sq: jax.Array,
+    columns: jax.Array,
+    count: jax.Array,
+    layout: tuple[Any, ...],
+) -> jax.Array:
+    n = dots.shape[0]
     valid = (
         jnp.arange(n, dtype=jnp.float32) < count
     )  # rows past the request's count are bucket padding
     params = unpack(qpack, spack, fpack, layout)
-    x, heuristic = feats.candidate_features(
-        query, embeddings, columns, settings[:7]
+    x, heuristic = feats.features_from_reductions(
+        dots, norms_sq, query_norm_sq, columns, settings[:7]
     )  # (N, 5), (N,)
     confidence = jax.nn.sigmoid(forward(params, x[:, None, :])[:, 0])  # (N,)
     uncertainty = uncertainty_jnp(table, confidence)
     light = (confidence >= settings[7]) & (uncertainty <= settings[8])
-    problems = feats.row_problems(query, embeddings, columns, valid, settings[9]) | jnp.where(
-        valid & ~jnp.isfinite(confidence), feats.PROBLEM_MODEL_OUTPUT, 0
-    )
+    problems = feats.problems_from_reductions(
+        norms_sq, query_norm_sq, columns, valid, settings[9]
+    ) | jnp.where(valid & ~jnp.isfinite(confidence), feats.PROBLEM_MODEL_OUTPUT, 0)
     rows = [confidence, uncertainty, light, problems, heuristic]
     return jnp.stack([r.astype(jnp.float32) for r in rows])
 
@@ -93,4 +152,10 @@ class LoadedModel:
             score_kernel(
                 *self.weights, self.table, self.settings, embeddings, aux, layout=self.layout
             )
+        )
+
+    def score_reduced(self, aux: np.ndarray) -> np.ndarray:
+        """`score` from host-side reductions (see `score_reduced_kernel`)."""
+        return np.asarray(
+            score_reduced_kernel(*self.weights, self.table, self.settings, aux, layout=self.layout)
         )

@@ -4,9 +4,10 @@
     response = router.route(RoutingRequest(query_embedding=q, candidates=batch))
     response.candidate_ids[:3], response.use_lightweight[:3]
 
-The host side: input checks, staging into the bucket's aligned buffers, ranking, and
-turning the kernel's per-row problem bits (`candidates.kernel`) into errors that name
-the candidate and the field.
+The host side: input checks, staging into the bucket's aligned buffers (or, for route()
+calls up to `HOST_REDUCE_ROWS`, the two embedding reductions done by numpy), ranking,
+and turning the kernel's per-row problem bits (`candidates.kernel`) into errors that
+name the candidate and the field (`candidates.problems`).
 """
 
 from __future__ import annotations
@@ -32,15 +33,14 @@ from tinydancer.candidates.kernel import (
     ROW_UNC,
     LoadedModel,
 )
+from tinydancer.candidates.problems import raise_problem
 from tinydancer.candidates.text import with_text_embeddings
 from tinydancer.candidates.types import BatchScores, CandidateBatch, RoutingRequest, RoutingResponse
 from tinydancer.errors import EmbeddingError, InvalidRequestError, ModelFileError
 from tinydancer.model.conformal import uncertainty_table
 from tinydancer.model.embedding import (
-    USABLE_EMBEDDING,
     as_embedding,
     as_embedding_matrix,
-    describe_unusable,
 )
 from tinydancer.model.quantization import pack
 from tinydancer.model.staging import (
@@ -55,20 +55,12 @@ from tinydancer.model.weights import RouterModel, load_model, shipped_model_path
 from tinydancer.runtime import use_sync_dispatch
 from tinydancer.text.encoder import LazyEncoder
 
-__all__ = ["Router", "RouterStats"]
+__all__ = ["HOST_REDUCE_ROWS", "Router", "RouterStats"]
 
-_MILLISECONDS_THRESHOLD = 1e11  # Unix seconds reach 1e11 in the year 5138; ms did in 1973.
-_PROBLEM_TEXT = {
-    feats.PROBLEM_NON_FINITE_EMBEDDING: (
-        "embedding",
-        "a vector containing NaN or inf",
-        "finite numbers",
-    ),
-    feats.PROBLEM_ZERO_EMBEDDING: ("embedding", "the zero vector", "a non-zero embedding"),
-    feats.PROBLEM_SUCCESS_RATE: ("success_rate", "a value outside [0, 1]", "a number in [0, 1]"),
-    feats.PROBLEM_ACCESS_COUNT: ("access_count", "a negative or NaN count", "a count >= 0"),
-    feats.PROBLEM_OVERLAP: ("metadata_overlap", "a value outside [0, 1]", "a number in [0, 1]"),
-}
+# route() calls up to this many rows compute E q and the row norms with numpy and send
+# only (6, N) rows into the jitted call (`score_reduced_kernel`); larger calls and
+# score_batch send the embeddings (`score_kernel`, which XLA may spread over cores).
+HOST_REDUCE_ROWS = 1024
 
 
 @dataclass
@@ -102,6 +94,7 @@ class Router:
             {
                 "embeddings": lambda bucket: (bucket, dim),
                 "aux": lambda bucket: (4 * bucket + dim + 1,),
+                "reduced": lambda bucket: (6 * bucket + 2,),
             }
         )
         self._loaded = loaded
@@ -142,6 +135,8 @@ class Router:
                 np.zeros((bucket, loaded.dim), np.float32),
                 np.ones(4 * bucket + loaded.dim + 1, np.float32),
             )
+            if bucket <= HOST_REDUCE_ROWS:
+                loaded.score_reduced(np.ones(6 * bucket + 2, np.float32))
         return loaded
 
     def reload(self, source: str | Path | RouterModel) -> str:
@@ -251,6 +246,29 @@ class Router:
         staged[:n] = chunk
         return staged, aux
 
+    def _reduce(
+        self,
+        batch: CandidateBatch,
+        embeddings: np.ndarray,
+        query: np.ndarray,
+        tags: int | None,
+        now: float,
+    ) -> np.ndarray:
+        """The small-call input of `score_reduced_kernel` (call under the lock): E q and
+        the row norms squared by numpy, the columns, q . q and the row count."""
+        n = embeddings.shape[0]
+        bucket = bucket_for(n)
+        aux = self._staging.get("reduced", bucket)
+        with np.errstate(all="ignore"):  # inf / NaN inputs are reported by the kernel
+            np.matmul(embeddings, query, out=aux[:n])
+            np.einsum("ij,ij->i", embeddings, embeddings, out=aux[bucket : bucket + n])
+            aux[-2] = query @ query
+        self._fill_columns(
+            aux[2 * bucket : 6 * bucket].reshape(4, bucket), batch, tags, slice(0, n), now
+        )
+        aux[-1] = n
+        return aux
+
     def _fill_columns(
         self, target: np.ndarray, batch: CandidateBatch, tags: int | None, rows: slice, now: float
     ) -> None:
@@ -287,7 +305,7 @@ class Router:
         """Raise for the first bad input row; else the model failed: fall back (rare path)."""
         input_bits = out[ROW_PROBLEM].astype(np.int64) & ~feats.PROBLEM_MODEL_OUTPUT
         if input_bits.any():
-            self._raise_problem(input_bits, batch, query)
+            raise_problem(input_bits, batch, query, self.config.max_future_skew_s)
         # The model gave non-finite scores: use the weighted-feature heuristic instead.
         # Its scores carry no calibration, so uncertainty is 1 and nothing goes lightweight.
         out = out.copy()
@@ -295,39 +313,6 @@ class Router:
         out[ROW_UNC] = 1.0
         out[ROW_LIGHT] = 0.0
         return out, True
-
-    def _raise_problem(
-        self, problems: np.ndarray, batch: CandidateBatch, query: np.ndarray
-    ) -> None:
-        index = int(np.flatnonzero(problems)[0])
-        code = int(problems[index])
-        if code & feats.PROBLEM_QUERY:
-            raise EmbeddingError("query_embedding", describe_unusable(query), USABLE_EMBEDDING)
-        where = f"candidates[{index}]"
-        if code & feats.PROBLEM_CREATED_AT:
-            value = float(np.asarray(batch.created_at)[index])
-            if value >= _MILLISECONDS_THRESHOLD:
-                raise InvalidRequestError(
-                    f"{where}.created_at", value, "Unix time in seconds", "looks like milliseconds"
-                )
-            raise InvalidRequestError(
-                f"{where}.created_at",
-                value,
-                "a finite Unix time in seconds, not in the future",
-                f"allowed clock skew {self.config.max_future_skew_s} s",
-            )
-        bit = code & -code
-        name, value_text, expected = _PROBLEM_TEXT[bit]
-        if name == "embedding":
-            value_text = describe_unusable(np.asarray(batch.embeddings)[index])
-            expected = USABLE_EMBEDDING
-        error = EmbeddingError if name == "embedding" else InvalidRequestError
-        raise error(
-            f"{where}.{name}",
-            value_text,
-            expected,
-            f"candidate id {np.asarray(batch.ids)[index]!r}",
-        )
 
     # -- routing --------------------------------------------------------------------------
     def route(self, request: RoutingRequest) -> RoutingResponse:
@@ -348,9 +333,14 @@ class Router:
         self._check_ids(ids, n)
         now = float(self._clock())
         with self._lock:
-            staged, aux = self._stage(batch, embeddings, query, request.tags, 0, n, now)
-            prepared = time.perf_counter_ns()
-            out = loaded.score(staged, aux)[:, :n]
+            if n <= HOST_REDUCE_ROWS:
+                reduced = self._reduce(batch, embeddings, query, request.tags, now)
+                prepared = time.perf_counter_ns()
+                out = loaded.score_reduced(reduced)[:, :n]
+            else:
+                staged, aux = self._stage(batch, embeddings, query, request.tags, 0, n, now)
+                prepared = time.perf_counter_ns()
+                out = loaded.score(staged, aux)[:, :n]
         done = time.perf_counter_ns()
         fallback = False
         if out[ROW_PROBLEM].any():

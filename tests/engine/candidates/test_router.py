@@ -18,7 +18,7 @@ from tinydancer import (
     RoutingRequest,
 )
 from tinydancer.candidates.features import FeatureConfig
-from tinydancer.candidates.kernel import score_kernel
+from tinydancer.candidates.kernel import score_kernel, score_reduced_kernel
 from tinydancer.candidates.reference import score_candidates
 from tinydancer.model.conformal import calibrate, uncertainty_table
 from tinydancer.model.embedding import EmbeddingSpec, aligned_empty
@@ -332,11 +332,11 @@ def test_non_finite_model_scores_fall_back_to_the_heuristic():
 def test_steady_state_traffic_does_not_recompile(router):
     for n in (1, 16, 17, 100, 200, 256):  # touch every warm bucket once
         router.route(RoutingRequest(*make_batch(n, seed=n)))
-    compiled = score_kernel._cache_size()
+    compiled = score_kernel._cache_size(), score_reduced_kernel._cache_size()
     rng = np.random.default_rng(0)
     for n in rng.integers(1, 257, 40):
         router.route(RoutingRequest(*make_batch(int(n), seed=int(n))))
-    assert score_kernel._cache_size() == compiled
+    assert (score_kernel._cache_size(), score_reduced_kernel._cache_size()) == compiled
 
 
 @pytest.mark.parametrize("aligned", [False, True], ids=["numpy-alloc", "aligned"])
