@@ -137,11 +137,11 @@ def drive_gateway(
         quality = world.quality(i, agent)
         if not hasattr(local, "session"):
             local.session = http.Session()
-        reply = local.session.post(
-            f"{cluster.url}/v1/feedback",
-            json={"request_id": summary["request_id"], "quality": quality},
-            timeout=30,
-        )
+        report = {"request_id": summary["request_id"], "quality": quality}
+        reply = local.session.post(f"{cluster.url}/v1/feedback", json=report, timeout=30)
+        if reply.status_code != 200 and _report_later(reply):
+            time.sleep(1.0)  # the answer's record is still on its way: report later, once
+            reply = local.session.post(f"{cluster.url}/v1/feedback", json=report, timeout=30)
         if reply.status_code != 200:  # counted apart: the answer itself reached the client
             with lock:
                 counts["feedback_refused"] += 1
@@ -168,3 +168,12 @@ def drive_gateway(
             fleet.configure(world.outage_agent, error_rate=0.0)
         list(pool.map(one, range(outage_to, total)))
     return counts
+
+
+def _report_later(reply: Any) -> bool:
+    """A refusal that says the answer is not recorded yet (what a client may retry)."""
+    try:
+        reason = reply.json().get("reason")
+    except ValueError:
+        return False
+    return reason in {"in_progress", "unknown_request"}

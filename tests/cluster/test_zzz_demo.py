@@ -68,9 +68,11 @@ def test_the_gateway_demo_shows_drift_failover_and_clean_json(no_ray_running, ca
     # every request got a complete answer through the outage: no client-visible error
     assert printed["routed"] == summary["routed"] == total and summary["failed"] == {}
     history = summary["history"]
-    refused = summary["gateway"]["feedback_refused"]  # a report that outran its answer's record
+    # a report that outran its answer's record is retried once, a second later (as the
+    # refusal says); what can still be refused is at most what was in flight in one stall
+    refused = summary["gateway"]["feedback_refused"]
     assert history["decisions"] == total and history["outcomes"] == total - refused
-    assert refused <= 5
+    assert refused <= 4  # the demo's concurrency
     drifted, failed = summary["drift_agent"], summary["outage_agent"]
     assert drifted and failed and drifted != failed
     phases = summary["traffic_by_phase"]
