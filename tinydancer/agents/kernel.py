@@ -76,8 +76,8 @@ OUTPUT_ROWS = (
 
 @partial(jax.jit, static_argnames=("layout", "draws", "explore"))
 def score_agents(
-    qpack: jax.Array,
-    spack: jax.Array,
+    qpack: jax.Array,  # the dequantized matrices (float32) when spack is None
+    spack: jax.Array | None,
     fpack: jax.Array,
     table: jax.Array,
     agents: jax.Array,  # (len(AGENT_ROWS), A)

@@ -43,7 +43,7 @@ from tinydancer.errors import (
 )
 from tinydancer.model.conformal import uncertainty_table
 from tinydancer.model.embedding import USABLE_EMBEDDING, describe_unusable
-from tinydancer.model.quantization import pack
+from tinydancer.model.quantization import dequantized, pack
 from tinydancer.model.staging import bucket_for
 from tinydancer.model.weights import RouterModel, load_model, shipped_model_path
 from tinydancer.runtime import use_sync_dispatch
@@ -113,7 +113,7 @@ class AgentRouter:
         qpack, spack, fpack, layout = pack(model.stored)
         return _Model(
             model,
-            (jnp.asarray(qpack), jnp.asarray(spack), jnp.asarray(fpack)),
+            (jnp.asarray(dequantized(qpack, spack)), None, jnp.asarray(fpack)),
             layout,
             jnp.asarray(uncertainty_table(model.calibration)),
             {name: i for i, name in enumerate(model.feature_schema["agents"])},

@@ -150,10 +150,11 @@ def pack(
 
 
 def unpack(
-    qpack: jax.Array, spack: jax.Array, fpack: jax.Array, layout: tuple[Any, ...]
+    qpack: jax.Array, spack: jax.Array | None, fpack: jax.Array, layout: tuple[Any, ...]
 ) -> dict[str, jax.Array]:
-    """Inside jit: dequantize the packed matrices in one op and slice out every tensor."""
-    dense = qpack.astype(jnp.float32) * spack[:, None]  # (R, C)
+    """Inside jit: dequantize the packed matrices in one op and slice out every tensor.
+    `spack` None: `qpack` is already the dequantized float32 matrix (`dequantized`)."""
+    dense = qpack if spack is None else qpack.astype(jnp.float32) * spack[:, None]  # (R, C)
     params: dict[str, jax.Array] = {}
     for entry in layout:
         if entry[0] == "matrix":
@@ -163,3 +164,11 @@ def unpack(
             _, name, offset, size, shape = entry
             params[name] = fpack[offset : offset + size].reshape(shape)
     return params
+
+
+def dequantized(qpack: np.ndarray, spack: np.ndarray) -> np.ndarray:
+    """The packed INT8 matrices as float32, once on the host: exactly what `unpack` computes
+    in every call (the same int8 -> float32 conversion and float32 product), for a kernel
+    whose per-call work should not include a 35k-element elementwise op that XLA may split
+    across cores."""
+    return qpack.astype(np.float32) * spack.astype(np.float32)[:, None]

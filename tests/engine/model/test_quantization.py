@@ -75,3 +75,22 @@ def test_packed_layout_unpacks_to_the_same_tensors(params):
     assert set(unpacked) == set(direct)
     for name in direct:
         np.testing.assert_array_equal(np.asarray(unpacked[name]), np.asarray(direct[name]))
+
+
+def test_dequantizing_once_on_the_host_gives_exactly_the_per_call_matrices():
+    import jax.numpy as jnp
+
+    from tinydancer.model.quantization import dequantized, pack, unpack
+    from tinydancer.model.weights import load_model, shipped_model_path
+
+    stored = load_model(shipped_model_path("agent")).stored
+    qpack, spack, fpack, layout = pack(stored)
+    per_call = jax.jit(lambda q, s, f: unpack(q, s, f, layout))(
+        jnp.asarray(qpack), jnp.asarray(spack), jnp.asarray(fpack)
+    )
+    once = jax.jit(lambda q, f: unpack(q, None, f, layout))(
+        jnp.asarray(dequantized(qpack, spack)), jnp.asarray(fpack)
+    )
+    assert per_call.keys() == once.keys()
+    for name in per_call:  # bit for bit: the same conversion and float32 product
+        np.testing.assert_array_equal(np.asarray(per_call[name]), np.asarray(once[name]))
