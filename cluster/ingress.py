@@ -13,6 +13,13 @@ the generated configuration to the chosen host before it becomes the real binary
 command line, which Serve checks), and that asks the kernel to stop HAProxy when the process that
 started it goes away, so a killed Ray leaves no HAProxy holding the port. The stats and metrics
 ports are chosen free per cluster, so several clusters on one machine do not collide.
+
+A replica that stops (scale-down, `serve.delete`, shutdown) stays reachable for a deregistration
+window before it closes its listener and drains what is in flight; Serve's default of 30 s is
+meant for an external load balancer (an ALB) to notice. Here the only balancer is this HAProxy,
+on the same machine, which Serve reconfigures within a second and which retries a refused
+connection on another replica, so the window is `DRAIN_WINDOW_S` (a value already set in the
+environment wins; `deploy/rayservice.yaml` keeps Serve's default for its cloud load balancer).
 """
 
 from __future__ import annotations
@@ -25,9 +32,18 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["INGRESSES", "haproxy_binary", "haproxy_environment", "ingress_environment", "main"]
+__all__ = [
+    "DRAIN_WINDOW_S",
+    "INGRESSES",
+    "haproxy_binary",
+    "haproxy_environment",
+    "ingress_environment",
+    "main",
+]
 
 INGRESSES = ("haproxy", "proxy")
+DRAIN_WINDOW_S = 2.0
+_DRAIN_VARIABLE = "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"
 
 # The launcher, written for each cluster (a file in the package would lose its mode bit when
 # installed from a wheel). argv: the real haproxy's arguments; it rewrites the -f file in place.
@@ -74,6 +90,7 @@ def haproxy_environment(host: str, run_dir: Path) -> dict[str, str]:
         "RAY_SERVE_HAPROXY_METRICS_PORT": str(_free_port(host)),
         "TINYDANCER_HAPROXY_HOST": host,
         "TINYDANCER_HAPROXY_REAL": haproxy_binary(),
+        _DRAIN_VARIABLE: os.environ.get(_DRAIN_VARIABLE, str(DRAIN_WINDOW_S)),
     }
 
 

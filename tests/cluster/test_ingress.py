@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from cluster.ingress import haproxy_environment, ingress_environment, main
+from cluster.ingress import DRAIN_WINDOW_S, haproxy_environment, ingress_environment, main
 
 # The shape of the configuration Serve 2.60 writes (frontends, stats, metrics, a gRPC one).
 GENERATED = """\
@@ -79,3 +79,14 @@ def test_the_exports_for_a_shell(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert "export RAY_SERVE_ENABLE_HA_PROXY=1" in lines
     assert f"export RAY_SERVE_HAPROXY_BINARY_PATH={tmp_path / 'haproxy-launcher'}" in lines
+
+
+def test_a_stopping_replica_drains_for_the_short_local_window_unless_told_otherwise(
+    tmp_path, monkeypatch
+):
+    monkeypatch.delenv("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", raising=False)
+    env = haproxy_environment("127.0.0.1", tmp_path)
+    assert float(env["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"]) == DRAIN_WINDOW_S < 30
+    monkeypatch.setenv("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "12")
+    env = haproxy_environment("127.0.0.1", tmp_path)
+    assert env["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] == "12"

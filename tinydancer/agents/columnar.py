@@ -13,7 +13,7 @@ from tinydancer._ids import new_request_ids
 from tinydancer.agents.ledger import LedgerBlock
 from tinydancer.agents.snapshot import OUT, RoutingSnapshot
 
-__all__ = ["ColumnarDecisions", "columnar_decisions"]
+__all__ = ["ColumnarDecisions", "columnar_decisions", "decided_block"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,9 +90,23 @@ def columnar_decisions(
     )
     if not remember:
         return result, None
+    return result, decided_block(ids, out, snap, order)
+
+
+def decided_block(
+    ids: list[str], out: np.ndarray, snap: RoutingSnapshot, order: np.ndarray | None = None
+) -> LedgerBlock:
+    """The ledger's record of N decisions from their kernel output (N, rows, A): each
+    row's ranked eligible agents (at most four, the choice first; none for a row with no
+    eligible agent) and the model's quality for each (NaN: no head). `order`: the rows'
+    top-four ranking, when the caller has it."""
+    utility = out[:, OUT["utility"]]
+    if order is None:
+        order = np.argsort(-utility, axis=1, kind="stable")[:, :4]
+    finite = np.isfinite(np.take_along_axis(utility, order, axis=1))  # (N, <=4), a prefix
     known = np.take_along_axis(out[:, OUT["known"]], order, axis=1) > 0
     qualities = np.where(
         known, np.take_along_axis(out[:, OUT["model_quality"]], order, axis=1), np.nan
     ).astype(np.float32)  # NaN: the model has no head for that agent
-    ranked = np.where(finite & routable[:, None], order, -1).astype(np.int16)
-    return result, LedgerBlock(ids, tuple(snap.names), ranked, qualities)
+    ranked = np.where(finite & finite[:, :1], order, -1).astype(np.int16)
+    return LedgerBlock(ids, tuple(snap.names), ranked, qualities)

@@ -22,6 +22,7 @@ def message_sequence(request: AgentRequest, index: int, dim: int, max_messages: 
     `index` names the request in errors (`requests[i]`; -1 for a lone request).
     """
     where = f"requests[{index}]" if index >= 0 else "request"
+    prefix = f"{where}." if index >= 0 else ""
     if (request.embedding is None) == (request.messages is None):
         raise InvalidRequestError(
             f"{where}.embedding",
@@ -29,13 +30,15 @@ def message_sequence(request: AgentRequest, index: int, dim: int, max_messages: 
             "exactly one of them",
         )
     if request.embedding is not None:
-        return as_embedding(request.embedding, "embedding", dim)[None, :]
+        return as_embedding(request.embedding, f"{prefix}embedding", dim)[None, :]
     messages = list(request.messages or [])
     if not messages:
-        raise InvalidRequestError("messages", [], "at least one message embedding")
+        raise InvalidRequestError(f"{prefix}messages", [], "at least one message embedding")
     kept = messages[-max_messages:]
     offset = len(messages) - len(kept)
-    return np.stack([as_embedding(m, f"messages[{offset + i}]", dim) for i, m in enumerate(kept)])
+    return np.stack(
+        [as_embedding(m, f"{prefix}messages[{offset + i}]", dim) for i, m in enumerate(kept)]
+    )
 
 
 def request_row(request: AgentRequest, snap: RoutingSnapshot, length: int) -> np.ndarray:

@@ -24,14 +24,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from tinydancer._ids import new_request_id
+from tinydancer.agents.batch import decide_rows, prepare_inputs
 from tinydancer.agents.breaker import BreakerState, CircuitBreaker, RoutingBreaker
-from tinydancer.agents.columnar import ColumnarDecisions, columnar_decisions
+from tinydancer.agents.columnar import ColumnarDecisions, columnar_decisions, decided_block
 from tinydancer.agents.config import AgentRouterConfig
 from tinydancer.agents.decisions import build_decision, model_qualities, no_eligible
 from tinydancer.agents.kernel import score_agents
 from tinydancer.agents.ledger import DecisionLedger
 from tinydancer.agents.registry import AgentRegistry
-from tinydancer.agents.requests import REQ, eligible_agents, message_sequence, request_row
+from tinydancer.agents.requests import REQ, eligible_agents, request_row
 from tinydancer.agents.snapshot import OUT, RoutingSnapshot, build_snapshot
 from tinydancer.agents.text import Encoder, with_embeddings, with_tokens
 from tinydancer.agents.types import AgentDecision, AgentRequest
@@ -87,7 +88,7 @@ class AgentRouter:
         self.encoder: Encoder = encoder if encoder is not None else LazyEncoder()
         self._lock = threading.Lock()
         self._offsets = np.random.default_rng(self.config.seed)
-        self._pool: tuple[int, Any] | None = None  # (agent bucket, (P, A, 2) normals on the device)
+        self._pool: tuple[int, Any] | None = None  # (agent bucket, (2, P, A) normals on the device)
         self.ledger = DecisionLedger(self.config.decision_cache_size)
         self._permits: dict[str, int] = {}
         self._model = self._prepare(
@@ -213,38 +214,36 @@ class AgentRouter:
         start = time.perf_counter_ns()
         requests, tokens = with_embeddings(requests, self.encoder, self.config.max_messages)
         model = self._model
-        dim = model.model.embedding.dim
         with self._lock:
             snap = self.snapshot()
             if not snap.names:
                 raise NoEligibleAgentError({"registry": ["(no agents registered)"]})
-            single = len(requests) == 1
-            sequences = [
-                message_sequence(r, -1 if single else i, dim, self.config.max_messages)
-                for i, r in enumerate(requests)
-            ]
-            batch = bucket_for(len(requests)) if len(requests) > 1 else 1
-            steps = max(s.shape[0] for s in sequences)
-            steps = (
-                1
-                if steps == 1
-                else bucket_for(steps)
-                if steps > 16
-                else 1 << (steps - 1).bit_length()
+            messages, rows, eligible = prepare_inputs(
+                requests, snap, model.model.embedding.dim, self.config.max_messages
             )
-            messages = np.zeros((batch, steps, dim), np.float32)
-            rows = np.zeros((batch, len(REQ)), np.float32)
-            eligible = np.zeros((batch, len(snap.base_eligible)), np.float32)
-            for i, (request, sequence) in enumerate(zip(requests, sequences, strict=True)):
-                messages[i, : sequence.shape[0]] = sequence
-                rows[i] = request_row(request, snap, sequence.shape[0])
-                eligible[i] = eligible_agents(request, snap)
             out = self._score(model, snap, messages, rows, eligible)
             elapsed = (time.perf_counter_ns() - start) / 1e3
-            decisions = [
-                self._decide(request, out[i], snap, elapsed, remember)
-                for i, request in enumerate(requests)
-            ]
+            fast = decide_rows(
+                requests,
+                out,
+                snap,
+                registry=self.registry,
+                model_version=model.model.version,
+                elapsed_us=elapsed,
+            )
+            if fast is not None:
+                decisions = fast
+                if remember:
+                    self.ledger.remember_block(
+                        decided_block([d.request_id for d in decisions], out[: len(requests)], snap)
+                    )
+                    for decision in decisions:
+                        self.breaker.routed(decision.request_id, decision.agent)
+            else:  # a probe or a fallback: decide request by request with the router's state
+                decisions = [
+                    self._decide(request, out[i], snap, elapsed, remember)
+                    for i, request in enumerate(requests)
+                ]
         return with_tokens(decisions, tokens)
 
     def _score(

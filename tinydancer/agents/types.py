@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal
 
@@ -55,6 +55,9 @@ class Constraints:
         object.__setattr__(self, "excluded_agents", frozenset(self.excluded_agents))
 
 
+NO_CONSTRAINTS = Constraints()
+
+
 @dataclass(frozen=True, slots=True)
 class AgentRequest:
     """One request to route: an `embedding`, or a conversation as `messages` (oldest first)
@@ -72,7 +75,7 @@ class AgentRequest:
     weights: Mapping[str, float] | None = None
     willingness_to_pay: float | None = None
     expected_tokens: float | None = None
-    constraints: Constraints = field(default_factory=Constraints)
+    constraints: Constraints = NO_CONSTRAINTS  # immutable: one shared instance
     request_id: str | None = None
     text: str | None = None
     chat: Sequence[Mapping[str, Any]] | None = None
