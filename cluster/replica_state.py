@@ -38,6 +38,7 @@ from tinydancer.history.records import (
     from_columnar,
 )
 from tinydancer.model.weights import load_model
+from tinydancer.runtime import use_compilation_cache
 from tinydancer.text.encoder import LazyEncoder, TextEncoderConfig
 
 __all__ = ["ReplicaState"]
@@ -58,6 +59,7 @@ class ReplicaState:
         metrics: ReplicaMetrics,
     ) -> None:
         self.args, self.replica, self.metrics = args, replica, metrics
+        use_compilation_cache()  # before the first compile (the encoder's thread races the routers')
         self.registry_actor, self.breaker_actor, self.history_actor = (
             registry_actor,
             breaker_actor,

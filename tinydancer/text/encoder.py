@@ -100,13 +100,6 @@ def _key(text: str, index: int) -> bytes:
     return hashlib.blake2b(raw, digest_size=16).digest()
 
 
-def _cache_dir(environ: Mapping[str, str]) -> Path:
-    base = environ.get("XDG_CACHE_HOME") or str(
-        Path(environ.get("HOME", "~")).expanduser() / ".cache"
-    )
-    return Path(base) / "tinydancer" / "jax"
-
-
 class TextEncoder:
     """all-MiniLM-L6-v2 sentence embeddings, identical (cosine >= 0.9999) to
     sentence-transformers'. Thread-safe; raises `EncoderNotFoundError` (a
@@ -120,7 +113,7 @@ class TextEncoder:
     ) -> None:
         import jax
 
-        from tinydancer.runtime import use_sync_dispatch
+        from tinydancer.runtime import use_compilation_cache, use_sync_dispatch
         from tinydancer.text.bert import bert_params, encode_tokens
         from tinydancer.text.tokens import Tokenizer
         from tinydancer.text.weights import find_encoder_dir, load_encoder_tensors
@@ -130,10 +123,8 @@ class TextEncoder:
         self.directory = self.config.directory or find_encoder_dir(env)
         if self.config.sync_dispatch:
             use_sync_dispatch()
-        if self.config.persistent_cache and not getattr(
-            jax.config, "jax_compilation_cache_dir", None
-        ):
-            jax.config.update("jax_compilation_cache_dir", str(_cache_dir(env)))
+        if self.config.persistent_cache:
+            use_compilation_cache(env)
         self.tokenizer = Tokenizer(Path(self.directory) / "tokenizer.json", self.config.max_tokens)
         self.params_numpy = bert_params(load_encoder_tensors(self.directory))
         self._params = jax.device_put(self.params_numpy)
