@@ -78,6 +78,12 @@ def prepare_inputs(
     """The kernel's messages (B, T, D), request rows (B, R) and eligibility (B, A), B and T
     padded to their compile buckets; raises InvalidRequestError naming a bad request."""
     count = len(requests)
+    if count == 1:  # a lone request: none of the batch machinery pays for itself
+        sequence = message_sequence(requests[0], -1, dim, max_messages)
+        messages = np.zeros((1, _steps_bucket(sequence.shape[0]), dim), np.float32)
+        messages[0, : sequence.shape[0]] = sequence
+        row = request_row(requests[0], snap, sequence.shape[0])
+        return messages, row[None], eligible_agents(requests[0], snap)[None].astype(np.float32)
     batch = _padded(count)
     stacked = _stacked_embeddings(requests, dim)
     if stacked is not None:

@@ -223,13 +223,17 @@ class AgentRouter:
             )
             out = self._score(model, snap, messages, rows, eligible)
             elapsed = (time.perf_counter_ns() - start) / 1e3
-            fast = decide_rows(
-                requests,
-                out,
-                snap,
-                registry=self.registry,
-                model_version=model.model.version,
-                elapsed_us=elapsed,
+            fast = (
+                None
+                if len(requests) == 1
+                else decide_rows(
+                    requests,
+                    out,
+                    snap,
+                    registry=self.registry,
+                    model_version=model.model.version,
+                    elapsed_us=elapsed,
+                )
             )
             if fast is not None:
                 decisions = fast
@@ -239,7 +243,7 @@ class AgentRouter:
                     )
                     for decision in decisions:
                         self.breaker.routed(decision.request_id, decision.agent)
-            else:  # a probe or a fallback: decide request by request with the router's state
+            else:  # one request, a probe or a fallback: request by request, with the router's state
                 decisions = [
                     self._decide(request, out[i], snap, elapsed, remember)
                     for i, request in enumerate(requests)
