@@ -91,11 +91,7 @@ def prepare_inputs(
         messages[:count, 0] = stacked
         lengths = [1] * count
     else:
-        single = count == 1
-        sequences = [
-            message_sequence(r, -1 if single else i, dim, max_messages)
-            for i, r in enumerate(requests)
-        ]
+        sequences = [message_sequence(r, i, dim, max_messages) for i, r in enumerate(requests)]
         lengths = [s.shape[0] for s in sequences]
         messages = np.zeros((batch, _steps_bucket(max(lengths)), dim), np.float32)
         for i, sequence in enumerate(sequences):

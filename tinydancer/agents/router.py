@@ -88,7 +88,7 @@ class AgentRouter:
         self.encoder: Encoder = encoder if encoder is not None else LazyEncoder()
         self._lock = threading.Lock()
         self._offsets = np.random.default_rng(self.config.seed)
-        self._pool: tuple[int, Any] | None = None  # (agent bucket, (2, P, A) normals on the device)
+        self._pool: tuple[int, Any] | None = None  # (agent bucket, (P, A, 2) normals on the device)
         self.ledger = DecisionLedger(self.config.decision_cache_size)
         self._permits: dict[str, int] = {}
         self._model = self._prepare(
