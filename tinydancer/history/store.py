@@ -289,10 +289,14 @@ class HistoryStore:
             },
         )
 
-    def latest_agent_snapshot(self) -> dict[str, Any] | None:
+    def latest_agent_snapshot(self, shard: int | None = None) -> dict[str, Any] | None:
+        """The newest registry snapshot; with `shard`, the newest that registry shard wrote
+        (its snapshot carries `"shard"`)."""
+        where = "" if shard is None else "WHERE json_extract(snapshot, '$.shard') = ?"
         with self._lock:
             row = self._con.execute(
-                "SELECT snapshot FROM agent_snapshots ORDER BY seq DESC LIMIT 1"
+                f"SELECT snapshot FROM agent_snapshots {where} ORDER BY seq DESC LIMIT 1",
+                [] if shard is None else [str(int(shard))],
             ).fetchone()
             return None if row is None else json.loads(row[0])
 
