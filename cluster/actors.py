@@ -123,13 +123,13 @@ class AgentRegistryActor:
         """This shard's latest persisted snapshot; with shards and none yet, the unsharded
         registry's (its agents of this shard move here with their metrics and posteriors)."""
         if self.shards == 1:
-            return await self.history.latest_agent_snapshot.remote()  # type: ignore[no-any-return]
+            return await self.history.latest_agent_snapshot.remote()
         snapshot = await self.history.latest_agent_snapshot.remote(self.shard)
         if snapshot is None:
             unsharded = await self.history.latest_agent_snapshot.remote()
             if unsharded is not None and "shard" not in unsharded:
                 snapshot = restrict_snapshot(unsharded, self.shard, self.shards)
-        return snapshot  # type: ignore[no-any-return]
+        return snapshot
 
     def _snapshot_to_persist(self) -> dict[str, Any]:
         snapshot = self.registry.snapshot()
