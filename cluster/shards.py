@@ -28,6 +28,7 @@ from tinydancer.agents.shards import (
     agent_shard,
     merge_breaker_snapshots,
     merge_registry_snapshots,
+    request_shard,
     rows_by_shard,
     split_by_request,
     split_entries,
@@ -149,7 +150,9 @@ class StateShards:
         """Each report to its request's ledger shard: one call per shard with reports."""
         if self.count == 1:
             return list(await self.registry.record_feedback_many.remote(items))
-        order = split_by_request(list(enumerate(items)), self.count, key=1)
+        order: list[list[tuple[int, tuple[Any, ...]]]] = [[] for _ in range(self.count)]
+        for i, item in enumerate(items):
+            order[request_shard(item[0], self.count)].append((i, item))
         shards = [k for k in range(self.count) if order[k]]
         replies = await asyncio.gather(
             *(
