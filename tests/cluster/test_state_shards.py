@@ -50,7 +50,7 @@ def names_of(registry: Any) -> set[str]:
 
 
 def test_each_shard_owns_its_agents_and_the_replica_routes_from_all(sharded):
-    _, registries, breakers, state = sharded
+    _, registries, _, state = sharded
     owned = [names_of(r) for r in registries]
     assert owned[0] and owned[1] and not owned[0] & owned[1]
     for k, names in enumerate(owned):
@@ -134,6 +134,9 @@ def test_feedback_goes_to_its_ledger_shard_once_and_routing_sees_it_within_a_sec
     assert sum(refused[k]["unknown_request"] for k in (0, 1)) == 1
     assert refused[request_shard("f" * 32, SHARDS)]["unknown_request"] == 1
     worst = max(out["seen"].values())
+    print(
+        f"\nstate shards: outcome to routing {sorted(round(v, 3) for v in out['seen'].values())} s"
+    )
     assert worst <= 1.0, (
         f"outcome to routing took {worst:.3f} s (refresh {args.snapshot_interval_s} s)"
     )
@@ -189,3 +192,26 @@ def test_administration_goes_to_the_owning_shard(sharded):
     assert registered["ok"] and not again["ok"] and again["error"] == "DuplicateAgentError"
     assert name in {a["name"] for a in listed["result"]} and name in stats["result"]["agents"]
     assert removed["ok"] and name not in names_of(registries[1])
+
+
+def test_a_killed_shard_comes_back_with_its_own_agents_and_posteriors(sharded):
+    args, registries, _, _ = sharded
+    before = [ray.get(r.call.remote("stats"))["result"] for r in registries]
+    ray.get(registries[1].persist_now.remote())
+    ray.get(registries[0].persist_now.remote())  # the newest row is shard 0's
+    ray.kill(registries[1], no_restart=False)
+    deadline = time.monotonic() + 60
+    name = actors.shard_name("tinydancer-registry", 1)
+    while True:
+        try:
+            shard = ray.get_actor(name, namespace=args.namespace)
+            after = ray.get(shard.call.remote("stats"), timeout=10)["result"]
+            break
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+    assert set(after["agents"]) == set(before[1]["agents"])  # its own, not shard 0's
+    for agent, stats in before[1]["agents"].items():
+        assert after["agents"][agent]["posterior_mean"] == stats["posterior_mean"]
+        assert after["agents"][agent]["metrics"]["requests"] == stats["metrics"]["requests"]
+    assert ray.get(shard.status.remote())["restored_from_version"] == before[1]["version"]
