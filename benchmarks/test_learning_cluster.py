@@ -1,7 +1,9 @@
 """The learning path through the actors: several simulated replicas push gateway attempts
 into one registry actor (and one breaker actor), as `ship_learning` does; and the same
 into two state shards (`state_shards: 2`), each replica splitting every block by the
-agents' shards and making one call per shard (as `StateShards.ship`).
+agents' shards and making one call per shard (as `StateShards.ship`). Both configurations
+exist side by side and take turns (one, two, two, one shards), so the machine's load
+weighs on both alike.
 
 Each simulated replica (a Ray actor) queues pre-built attempts in a real `GatewayOutbox`,
 takes them (the history rows are built as on a replica) and ships one `AttemptBlock` of
@@ -14,7 +16,7 @@ Reported: outcomes/s the registry actor sustained (target >= 50,000/s in benchma
 mode; with shards, in total and per shard), push and refresh latencies. Checked: each
 registry actor's final registry equals its initial one with the same attempts applied one
 by one in process (`teach_registry`, which skips another shard's agents), in the order
-the actor applied the blocks (each push returns the registry's version), to 1e-9. Under --benchmark-disable the run lasts 3 s; `TINYDANCER_LEARNING_BENCH_S`
+the actor applied the blocks (each push returns the registry's version), to 1e-9. Under --benchmark-disable each configuration runs 3 s; `TINYDANCER_LEARNING_BENCH_S`
 sets it (default 60), `TINYDANCER_LEARNING_BLOCK_ROWS` the rows per push. One by one replays ~35,000 outcomes/s, so runs longer than 10 s
 replay in bulk in process instead (equal to one by one: tests/engine/agents/test_bulk.py)
 unless `TINYDANCER_LEARNING_REPLAY=one_by_one`.
@@ -157,94 +159,123 @@ class SimulatedReplica:
         return {"pushes": pushes, "push_s": latencies, "refresh_s": refreshes}
 
 
-@pytest.fixture(scope="module", params=[1, 2], ids=["one-shard", "two-shards"])
-def actors(request):
+class Setup:
+    """One configuration's actors and simulated replicas, and what its slices measured."""
+
+    def __init__(self, shards: int) -> None:
+        args = AppArgs(history_path=tempfile.mkdtemp() + "/history.duckdb", state_shards=shards)
+        common = {"num_cpus": 0.1}
+        self.shards = shards
+        self.history = HistoryStoreActor.options(**common).remote(args)  # type: ignore[attr-defined]
+        self.registries = [
+            AgentRegistryActor.options(**common).remote(args, self.history, DEFAULT_AGENTS, k)  # type: ignore[attr-defined]
+            for k in range(shards)
+        ]
+        self.breakers = [
+            CircuitBreakerActor.options(**common).remote(self.history, args.breaker)  # type: ignore[attr-defined]
+            for _ in range(shards)
+        ]
+        self.replicas = [
+            SimulatedReplica.remote(i, self.registries, self.breakers)  # type: ignore[attr-defined]
+            for i in range(REPLICAS)
+        ]
+        self.initial = ray.get([r.snapshot_if_newer.remote(-1) for r in self.registries])
+        ray.get([replica.__ray_ready__.remote() for replica in self.replicas])
+        self.pids = {
+            "registry": [pid(r) for r in self.registries],
+            "breaker": [pid(b) for b in self.breakers],
+            "history": [pid(self.history)],
+            "replicas": ray.get([replica.pid.remote() for replica in self.replicas]),
+        }
+        self.elapsed = 0.0
+        self.cpu = dict.fromkeys(self.pids, 0.0)
+        self.pushed: list[tuple[int, list[int], int]] = []
+        self.push_s: list[float] = []
+        self.refresh_s: list[float] = []
+
+    def run(self, seconds: float) -> None:
+        before = cpu_seconds(self.pids)
+        started = time.perf_counter()
+        runs = ray.get([replica.run.remote(seconds) for replica in self.replicas])
+        self.elapsed += time.perf_counter() - started
+        after = cpu_seconds(self.pids)
+        for role in self.cpu:
+            self.cpu[role] += after[role] - before[role]
+        for r, run in enumerate(runs):
+            self.pushed += [(r, versions, k) for versions, k in run["pushes"]]
+            self.push_s += run["push_s"]
+            self.refresh_s += run["refresh_s"]
+
+    def kill(self) -> None:
+        for actor in (*self.replicas, *self.breakers, *self.registries, self.history):
+            ray.kill(actor)
+
+
+def pid(actor: object) -> int:
+    return int(ray.get(actor.__ray_call__.remote(lambda self: os.getpid())))  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="module")
+def setups(request):
     disabled = request.config.getoption("benchmark_disable", False)
     seconds = float(os.environ.get("TINYDANCER_LEARNING_BENCH_S", 3 if disabled else 60))
     started = not ray.is_initialized()
     if started:
         with _ray_on_loopback():
             ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    shards = request.param
-    args = AppArgs(history_path=tempfile.mkdtemp() + "/history.duckdb", state_shards=shards)
-    common = {"num_cpus": 0.1}
-    history = HistoryStoreActor.options(**common).remote(args)  # type: ignore[attr-defined]
-    registries = [
-        AgentRegistryActor.options(**common).remote(args, history, DEFAULT_AGENTS, k)  # type: ignore[attr-defined]
-        for k in range(shards)
-    ]
-    breakers = [
-        CircuitBreakerActor.options(**common).remote(history, args.breaker)  # type: ignore[attr-defined]
-        for _ in range(shards)
-    ]
-    replicas = [SimulatedReplica.remote(i, registries, breakers) for i in range(REPLICAS)]  # type: ignore[attr-defined]
-    yield registries, breakers, history, replicas, seconds
-    for actor in (*replicas, *breakers, *registries, history):
-        ray.kill(actor)
+    built = [Setup(1), Setup(2)]
+    yield built, seconds
+    for setup in built:
+        setup.kill()
     if started:
         ray.shutdown()
 
 
-def test_replicas_push_learning_into_the_registry_shards(benchmark, actors):
+def test_replicas_push_learning_into_one_and_into_two_registry_shards(benchmark, setups):
+    """The two configurations take turns, ABBA (one shard, two, two, one), each for half
+    its total time per turn, so a change in the machine's load weighs on both alike."""
     benchmark.group = "learning through the actors"
-    registries, breakers, history, replicas, seconds = actors
-    shards = len(registries)
-    initial = ray.get([r.snapshot_if_newer.remote(-1) for r in registries])
-    ray.get([replica.__ray_ready__.remote() for replica in replicas])
+    (one, two), seconds = setups
 
-    def pid(actor: object) -> int:
-        return int(ray.get(actor.__ray_call__.remote(lambda self: os.getpid())))  # type: ignore[attr-defined]
+    def interleaved() -> None:
+        for setup in (one, two, two, one):
+            setup.run(seconds / 2)
 
-    pids = {"registry": [pid(r) for r in registries], "breaker": [pid(b) for b in breakers]}
-    pids["history"] = [pid(history)]
-    pids["replicas"] = ray.get([replica.pid.remote() for replica in replicas])
-    cpu_before = cpu_seconds(pids)
-    started = time.perf_counter()
-    runs = benchmark.pedantic(
-        lambda: ray.get([replica.run.remote(seconds) for replica in replicas]),
-        rounds=1,
-        iterations=1,
+    benchmark.pedantic(interleaved, rounds=1, iterations=1)
+    info = benchmark.extra_info
+    info.update(replicas=REPLICAS, block_rows=BLOCK_ROWS, seconds_each=seconds)
+    mode = os.environ.get("TINYDANCER_LEARNING_REPLAY", "bulk" if seconds > 10 else "one_by_one")
+    info["replay"] = mode
+    for setup in (one, two):
+        measured = check_and_measure(setup, mode)
+        info.update({f"{setup.shards}_shards_{key}": value for key, value in measured.items()})
+    info["two_to_one_shard_rate"] = (
+        info["2_shards_outcomes_per_s"] / info["1_shards_outcomes_per_s"]
     )
-    elapsed = time.perf_counter() - started
-    cpu_after = cpu_seconds(pids)
-    finals = ray.get([r.snapshot_if_newer.remote(-1) for r in registries])
-    transitions = sum(ray.get(b.status.remote())["transitions"] for b in breakers)
-    pushed = [(r, versions, k) for r, run in enumerate(runs) for versions, k in run["pushes"]]
-    outcomes = len(pushed) * BLOCK_ROWS
-    rate = outcomes / elapsed
-    blocks = {(r, k): attempts(r, k) for r, _, k in pushed}
-    owned = [{a["agent"]["name"] for a in snap["agents"]} for snap in initial]
+    print(f"\nlearning through the actors: {info}")
+    if not benchmark.disabled:
+        assert info["1_shards_outcomes_per_s"] >= TARGET_PER_S, info
+
+
+def check_and_measure(setup: Setup, mode: str) -> dict[str, object]:
+    """Each shard's final registry equals its initial one with the same attempts applied
+    one by one in process, in the order it applied them (1e-9); and the rates."""
+    shards, elapsed = setup.shards, setup.elapsed
+    finals = ray.get([r.snapshot_if_newer.remote(-1) for r in setup.registries])
+    transitions = sum(ray.get(b.status.remote())["transitions"] for b in setup.breakers)
+    blocks = {(r, k): attempts(r, k) for r, _, k in setup.pushed}
+    owned = [{a["agent"]["name"] for a in snap["agents"]} for snap in setup.initial]
     per_shard = [
-        sum(sum(o.agent in owned[s] for o in blocks[r, k]) for r, _, k in pushed)
+        sum(sum(o.agent in owned[s] for o in blocks[r, k]) for r, _, k in setup.pushed)
         for s in range(shards)
     ]
-    pushes = [s for run in runs for s in run["push_s"]]
-    refreshes = [s for run in runs for s in run["refresh_s"]]
-    info = benchmark.extra_info
-    info.update(
-        shards=shards,
-        replicas=REPLICAS,
-        block_rows=BLOCK_ROWS,
-        seconds=elapsed,
-        outcomes=outcomes,
-        outcomes_per_s=rate,
-        outcomes_per_s_per_shard=[n / elapsed for n in per_shard],
-        push_p50_ms=1e3 * statistics.median(pushes),
-        push_max_ms=1e3 * max(pushes),
-        refresh_p50_ms=1e3 * statistics.median(refreshes),
-        refresh_max_ms=1e3 * max(refreshes),
-        breaker_transitions=transitions,
-    )
-    for role in pids:  # share of one core each role's processes used over the run (summed)
-        info[f"cpu_{role}"] = (cpu_after[role] - cpu_before[role]) / elapsed
-    # each shard: the same attempts, one by one, in process, in the order it applied them
-    mode = os.environ.get("TINYDANCER_LEARNING_REPLAY", "bulk" if seconds > 10 else "one_by_one")
+    outcomes = len(setup.pushed) * BLOCK_ROWS
     teach = teach_registry if mode == "one_by_one" else teach_registry_block
     started = time.perf_counter()
     for s in range(shards):
-        order = sorted((versions[s], r, k) for r, versions, k in pushed)
+        order = sorted((versions[s], r, k) for r, versions, k in setup.pushed)
         assert len({v for v, _, _ in order}) == len(order)
-        replay = AgentRegistry.restore(initial[s])
+        replay = AgentRegistry.restore(setup.initial[s])
         for _, r, k in order:
             teach(replay, blocks[r, k])  # another shard's agents are skipped
         assert replay.version == finals[s]["version"]
@@ -260,8 +291,18 @@ def test_replicas_push_learning_into_the_registry_shards(benchmark, actors):
             np.testing.assert_allclose(
                 mine["metrics"]["cost_total_usd"], theirs["metrics"]["cost_total_usd"], rtol=1e-9
             )
-    info["replay"] = mode
-    info["replay_per_s"] = outcomes / (time.perf_counter() - started)
-    print(f"\nlearning through the actors: {info}")
-    if not benchmark.disabled:
-        assert rate >= TARGET_PER_S, info
+    measured: dict[str, object] = {
+        "seconds": elapsed,
+        "outcomes": outcomes,
+        "outcomes_per_s": outcomes / elapsed,
+        "outcomes_per_s_per_shard": [n / elapsed for n in per_shard],
+        "push_p50_ms": 1e3 * statistics.median(setup.push_s),
+        "push_max_ms": 1e3 * max(setup.push_s),
+        "refresh_p50_ms": 1e3 * statistics.median(setup.refresh_s),
+        "refresh_max_ms": 1e3 * max(setup.refresh_s),
+        "breaker_transitions": transitions,
+        "replay_per_s": outcomes / (time.perf_counter() - started),
+    }
+    for role, cpu in setup.cpu.items():  # share of one core each role's processes used
+        measured[f"cpu_{role}"] = cpu / elapsed
+    return measured

@@ -126,8 +126,8 @@ class AgentRegistryActor:
             return await self.history.latest_agent_snapshot.remote()
         snapshot = await self.history.latest_agent_snapshot.remote(self.shard)
         if snapshot is None:
-            unsharded = await self.history.latest_agent_snapshot.remote()
-            if unsharded is not None and "shard" not in unsharded:
+            unsharded = await self.history.latest_agent_snapshot.remote(None, True)
+            if unsharded is not None:
                 snapshot = restrict_snapshot(unsharded, self.shard, self.shards)
         return snapshot
 

@@ -20,6 +20,7 @@ from cluster.http_models import FeedbackBody
 from cluster.metrics import ReplicaMetrics
 from cluster.replica_state import ReplicaState
 from tests.cluster.cluster_helpers import vector
+from tinydancer.agents.agent import Agent
 from tinydancer.agents.shards import agent_shard, request_shard
 from tinydancer.agents.types import AgentRequest
 from tinydancer.gateway.outcomes import AttemptOutcome
@@ -215,3 +216,40 @@ def test_a_killed_shard_comes_back_with_its_own_agents_and_posteriors(sharded):
         assert after["agents"][agent]["posterior_mean"] == stats["posterior_mean"]
         assert after["agents"][agent]["metrics"]["requests"] == stats["metrics"]["requests"]
     assert ray.get(shard.status.remote())["restored_from_version"] == before[1]["version"]
+
+
+def test_going_from_one_shard_to_two_keeps_every_agents_learning(cluster, tmp_path):
+    """Shards that find no snapshot of their own start from the unsharded registry's: each
+    takes its agents with their metrics and posteriors."""
+    from tinydancer.agents.registry import AgentRegistry
+
+    unsharded = AgentRegistry()
+    for spec in DEFAULT_AGENTS:
+        unsharded.register(Agent.model_validate(spec))
+    for i, spec in enumerate(DEFAULT_AGENTS):
+        unsharded.record_outcome(f"m{i}", spec["name"], i % 2 == 0, 100.0 + i)
+    args = AppArgs(
+        namespace="tinydancer-reshard-test",
+        history_path=str(tmp_path / "history.duckdb"),
+        state_shards=SHARDS,
+        actor_num_cpus=0,
+    )
+    history = actors.HistoryStoreActor.options(namespace=args.namespace).remote(args)  # type: ignore[attr-defined]
+    ray.get(history.record_agent_snapshot.remote(unsharded.snapshot()))
+    shards = [
+        actors.AgentRegistryActor.options(namespace=args.namespace).remote(  # type: ignore[attr-defined]
+            args, history, [], k
+        )
+        for k in range(SHARDS)
+    ]
+    try:
+        for k, shard in enumerate(shards):
+            stats = ray.get(shard.call.remote("stats"))["result"]["agents"]
+            mine = [s["name"] for s in DEFAULT_AGENTS if agent_shard(s["name"], SHARDS) == k]
+            assert sorted(stats) == sorted(mine)
+            for name in mine:
+                assert stats[name]["metrics"] == unsharded.stats(name)["metrics"]
+                assert stats[name]["posterior_mean"] == unsharded.stats(name)["posterior_mean"]
+    finally:
+        for actor in (*shards, history):
+            ray.kill(actor, no_restart=True)

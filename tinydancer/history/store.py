@@ -289,14 +289,20 @@ class HistoryStore:
             },
         )
 
-    def latest_agent_snapshot(self, shard: int | None = None) -> dict[str, Any] | None:
+    def latest_agent_snapshot(
+        self, shard: int | None = None, *, unsharded: bool = False
+    ) -> dict[str, Any] | None:
         """The newest registry snapshot; with `shard`, the newest that registry shard wrote
-        (its snapshot carries `"shard"`)."""
-        where = "" if shard is None else "WHERE json_extract(snapshot, '$.shard') = ?"
+        (its snapshot carries `"shard"`); with `unsharded`, the newest without a shard."""
+        if unsharded:
+            where, params = "WHERE json_extract(snapshot, '$.shard') IS NULL", []
+        elif shard is not None:
+            where, params = "WHERE json_extract(snapshot, '$.shard') = ?", [str(int(shard))]
+        else:
+            where, params = "", []
         with self._lock:
             row = self._con.execute(
-                f"SELECT snapshot FROM agent_snapshots {where} ORDER BY seq DESC LIMIT 1",
-                [] if shard is None else [str(int(shard))],
+                f"SELECT snapshot FROM agent_snapshots {where} ORDER BY seq DESC LIMIT 1", params
             ).fetchone()
             return None if row is None else json.loads(row[0])
 
