@@ -294,12 +294,10 @@ class HistoryStore:
     ) -> dict[str, Any] | None:
         """The newest registry snapshot; with `shard`, the newest that registry shard wrote
         (its snapshot carries `"shard"`); with `unsharded`, the newest without a shard."""
-        if unsharded:
-            where, params = "WHERE json_extract(snapshot, '$.shard') IS NULL", []
-        elif shard is not None:
-            where, params = "WHERE json_extract(snapshot, '$.shard') = ?", [str(int(shard))]
-        else:
-            where, params = "", []
+        where, params = "", []
+        if unsharded or shard is not None:
+            where = f"WHERE json_extract(snapshot, '$.shard') {'IS NULL' if unsharded else '= ?'}"
+            params = [] if unsharded else [str(int(shard))]  # type: ignore[arg-type]
         with self._lock:
             row = self._con.execute(
                 f"SELECT snapshot FROM agent_snapshots {where} ORDER BY seq DESC LIMIT 1", params
