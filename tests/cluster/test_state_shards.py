@@ -193,6 +193,14 @@ def test_administration_goes_to_the_owning_shard(sharded):
     assert registered["ok"] and not again["ok"] and again["error"] == "DuplicateAgentError"
     assert name in {a["name"] for a in listed["result"]} and name in stats["result"]["agents"]
     assert removed["ok"] and name not in names_of(registries[1])
+    stats = asyncio.run(state.stats())  # GET /v1/stats: summed over the shards, each shown
+    assert [s["agents"] for s in stats["registry"]["shards"]] == [
+        len(names_of(r)) for r in registries
+    ]
+    assert stats["registry"]["agents"] == len(DEFAULT_AGENTS)
+    _, cluster_view = asyncio.run(state.metrics_view())  # /metrics
+    updates = [ray.get(r.status.remote())["bandit_updates"] for r in registries]
+    assert cluster_view["bandit_updates"] == sum(updates) > 0
 
 
 def test_a_killed_shard_comes_back_with_its_own_agents_and_posteriors(sharded):
