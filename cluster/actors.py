@@ -7,8 +7,15 @@
   (re)starts.
 * `CircuitBreakerActor` owns the `CircuitBreaker`; records transitions in the history.
 
-All three are named, detached, restartable (`max_restarts=-1`) async actors in the app's
-namespace; `get_or_create` makes every replica find the same ones.
+All are named, detached, restartable (`max_restarts=-1`) async actors in the app's
+namespace; `get_or_create` makes every replica find the same ones. With
+`state_shards = N > 1` there are N registry actors and N breaker actors
+(`tinydancer-registry`, `tinydancer-registry-1`, ...): registry shard k owns the agents
+`agent_shard(name, N) == k` names (their metrics, posteriors, administration) and the
+ledger of the requests `request_shard(id, N) == k` names; breaker shard k the same agents
+(`tinydancer.agents.shards`). Feedback goes to its request's ledger shard, which forwards
+what another shard's agent learnt to that shard in one call. Shard 0 also keeps the
+cluster-wide state (model rollout, replica metrics).
 """
 
 from __future__ import annotations
@@ -20,18 +27,23 @@ from typing import Any
 
 import ray
 
+from cluster.breaker_actor import CircuitBreakerActor
 from cluster.config import AppArgs
 from cluster.history_actor import HistoryStoreActor
 from cluster.metrics import without_gone_replicas
 from tinydancer.agents.agent import Agent
-from tinydancer.agents.breaker import BreakerConfig, CircuitBreaker
 from tinydancer.agents.ledger import Answer, DecisionLedger, LedgerBlock, LedgerEntry
 from tinydancer.agents.registry import AgentRegistry
+from tinydancer.agents.shards import (
+    ShardLearner,
+    agent_shard,
+    apply_forwarded,
+    restrict_snapshot,
+)
 from tinydancer.errors import FeedbackError, TinyDancerError
 from tinydancer.gateway.outcomes import (
     AttemptBlock,
     AttemptOutcome,
-    teach_breaker_block,
     teach_registry_block,
 )
 from tinydancer.model.weights import load_model, shipped_model_path
@@ -42,6 +54,7 @@ __all__ = [
     "HistoryStoreActor",
     "actor_names",
     "get_or_create",
+    "shard_name",
 ]
 
 log = logging.getLogger("tinydancer.actors")
@@ -49,13 +62,22 @@ REGISTRY, BREAKER, HISTORY = "tinydancer-registry", "tinydancer-breaker", "tinyd
 
 
 def actor_names() -> tuple[str, str, str]:
+    """The names of shard 0's registry and breaker (the only ones with one shard), and the history's."""
     return REGISTRY, BREAKER, HISTORY
+
+
+def shard_name(base: str, shard: int) -> str:
+    """Shard 0 keeps the unsharded name: one shard is exactly the unsharded app."""
+    return base if shard == 0 else f"{base}-{shard}"
 
 
 @ray.remote(max_restarts=-1, max_task_retries=3)
 class AgentRegistryActor:
-    def __init__(self, args: AppArgs, history: Any, default_agents: list[dict[str, Any]]) -> None:
+    def __init__(
+        self, args: AppArgs, history: Any, default_agents: list[dict[str, Any]], shard: int = 0
+    ) -> None:
         self.history = history
+        self.shard, self.shards = shard, args.state_shards
         self.feedback_wait_s = args.feedback_wait_s
         self._args, self._default_agents = args, default_agents
         self._registry: AgentRegistry | None = None  # restored by the first call (`_ready`)
@@ -69,7 +91,7 @@ class AgentRegistryActor:
         self._replica_samples: dict[str, list[Any]] = {}
         self._replica_models: dict[str, dict[str, str]] = {}
         self._replica_seen: dict[str, float] = {}  # replica -> monotonic time of its last report
-        self._breaker: Any = None  # the CircuitBreaker actor, looked up by name on first use
+        self._peers: dict[str, Any] = {}  # other shards' actors, looked up by name on first use
 
     async def _ready(self) -> None:
         """Restore the latest persisted registry (or start the default pool) once. Awaited,
@@ -80,7 +102,7 @@ class AgentRegistryActor:
         async with self._restoring:
             if self._registry is not None:
                 return
-            snapshot = await self.history.latest_agent_snapshot.remote()
+            snapshot = await self._latest_snapshot()
             if snapshot is not None:
                 registry = AgentRegistry.restore(snapshot)
                 self.restored_from_version = registry.version
@@ -88,13 +110,36 @@ class AgentRegistryActor:
                 registry = AgentRegistry(bandit_config=self._args.bandit)
                 if self._args.register_default_agents:
                     for spec in self._default_agents:
-                        registry.register(Agent.model_validate(spec))
+                        if agent_shard(spec["name"], self.shards) == self.shard:
+                            registry.register(Agent.model_validate(spec))
             # refuse agents whose specialization does not fit the model (one would break
             # every route)
             registry.embedding_dim = load_model(
                 self._args.agent_model_path or shipped_model_path("agent"), expect_mode="agent"
             ).embedding.dim
             self._registry = registry
+
+    async def _latest_snapshot(self) -> dict[str, Any] | None:
+        """This shard's latest persisted snapshot; with shards and none yet, the unsharded
+        registry's (its agents of this shard move here with their metrics and posteriors)."""
+        if self.shards == 1:
+            return await self.history.latest_agent_snapshot.remote()
+        snapshot = await self.history.latest_agent_snapshot.remote(self.shard)
+        if snapshot is None:
+            unsharded = await self.history.latest_agent_snapshot.remote(None, True)
+            if unsharded is not None:
+                snapshot = restrict_snapshot(unsharded, self.shard, self.shards)
+        return snapshot
+
+    def _snapshot_to_persist(self) -> dict[str, Any]:
+        snapshot = self.registry.snapshot()
+        return snapshot if self.shards == 1 else {"shard": self.shard, **snapshot}
+
+    def _peer(self, base: str, shard: int) -> Any:
+        name = shard_name(base, shard)
+        if name not in self._peers:
+            self._peers[name] = ray.get_actor(name, namespace=self._args.namespace)
+        return self._peers[name]
 
     @property
     def registry(self) -> AgentRegistry:
@@ -110,13 +155,13 @@ class AgentRegistryActor:
         while True:
             if self.registry.version != self._persisted_version:
                 version = self.registry.version
-                await self.history.record_agent_snapshot.remote(self.registry.snapshot())
+                await self.history.record_agent_snapshot.remote(self._snapshot_to_persist())
                 self._persisted_version = version
             await asyncio.sleep(0.5)
 
     async def persist_now(self) -> int:
         await self._ready()
-        await self.history.record_agent_snapshot.remote(self.registry.snapshot())
+        await self.history.record_agent_snapshot.remote(self._snapshot_to_persist())
         self._persisted_version = self.registry.version
         return self._persisted_version
 
@@ -145,8 +190,22 @@ class AgentRegistryActor:
         quality: float | None,
         cost_usd: float | None,
     ) -> dict[str, Any]:
+        """One report (`record_feedback_many` of one)."""
+        item = (request_id, agent, success, latency_ms, quality, cost_usd)
+        return (await self.record_feedback_many([item]))[0]
+
+    async def _settle(
+        self,
+        learner: ShardLearner,
+        request_id: str,
+        agent: str | None,
+        success: bool | None,
+        latency_ms: float | None,
+        quality: float | None,
+        cost_usd: float | None,
+    ) -> dict[str, Any]:
         """Validate against the ledger (waiting briefly for a decision, or a gateway answer,
-        still on its way from a replica), then learn."""
+        still on its way from a replica), then learn (here, or queued for the agent's shard)."""
         await self._ready()
         self._ensure_persister()
         if not self.ledger.ready_for_feedback(request_id) and self.feedback_wait_s > 0:
@@ -160,7 +219,7 @@ class AgentRegistryActor:
                     break
         try:
             settled = self.ledger.settle(
-                request_id, agent, self.registry, success, latency_ms, quality, cost_usd
+                request_id, agent, learner, success, latency_ms, quality, cost_usd
             )
             return {"accepted": True, **settled._asdict()}
         except FeedbackError as exc:
@@ -169,19 +228,40 @@ class AgentRegistryActor:
             return {"accepted": False, "reason": "invalid", **exc.to_dict()}
 
     async def record_feedback_many(self, items: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
-        """A replica's coalesced `/v1/feedback` reports (`record_feedback`'s arguments each):
-        validated and learned one by one, concurrently (one may wait for its decision), then
-        the accepted agent-mode outcomes go to the breaker in one call, in order."""
-        results = await asyncio.gather(*(self.record_feedback(*item) for item in items))
+        """A replica's coalesced `/v1/feedback` reports (`record_feedback`'s arguments each),
+        all of this ledger shard's requests: validated and learned one by one, concurrently
+        (one may wait for its decision); what other shards' agents learnt goes to each such
+        shard in one call, then the accepted agent-mode outcomes to the agents' breaker
+        shards, one call each, in order."""
+        await self._ready()
+        learner = ShardLearner(self.registry, self.shard, self.shards)
+        results = await asyncio.gather(*(self._settle(learner, *item) for item in items))
+        await asyncio.gather(
+            *(
+                self._peer(REGISTRY, owner).record_forwarded.remote(forwarded)
+                for owner, forwarded in learner.take().items()
+            )
+        )
         events = [
             (result["agent"], bool(item[2]), item[0])
             for item, result in zip(items, results, strict=True)
             if result.get("accepted") and result.get("mode") == "agent"
         ]
-        if events:
-            self._breaker = self._breaker or ray.get_actor(BREAKER, namespace=self._args.namespace)
-            await self._breaker.record_events.remote(events)
+        by_shard: dict[int, list[tuple[str, bool, str]]] = {}
+        for event in events:
+            by_shard.setdefault(agent_shard(event[0], self.shards), []).append(event)
+        await asyncio.gather(
+            *(self._peer(BREAKER, k).record_events.remote(part) for k, part in by_shard.items())
+        )
         return list(results)
+
+    async def record_forwarded(
+        self, items: list[tuple[str, tuple[Any, ...], dict[str, Any]]]
+    ) -> int:
+        """Outcomes of this shard's agents, accepted by another shard's ledger (in its order)."""
+        await self._ready()
+        self._ensure_persister()
+        return apply_forwarded(self.registry, items)
 
     async def record_gateway(
         self, attempts: AttemptBlock | list[AttemptOutcome], answers: list[Answer]
@@ -267,54 +347,11 @@ class AgentRegistryActor:
         }
 
 
-@ray.remote(max_restarts=-1, max_task_retries=3)
-class CircuitBreakerActor:
-    def __init__(self, history: Any, config: BreakerConfig) -> None:
-        self.history = history
-        self.breaker = CircuitBreaker(config)
-        self._reported = 0
-
-    async def _report(self) -> None:
-        new = self.breaker.transitions[self._reported :]
-        if new:
-            self._reported = len(self.breaker.transitions)
-            await self.history.record_transitions.remote([t.to_dict() for t in new])
-
-    async def record_events(self, events: list[tuple[str, bool, str | None]]) -> None:
-        """Client-reported outcomes (agent, success, request id), in order."""
-        for agent, success, request_id in events:
-            self.breaker.record(agent, success, request_id)
-        await self._report()
-
-    async def record_attempts(
-        self, attempts: AttemptBlock | list[AttemptOutcome], max_retry_after_s: float
-    ) -> None:
-        """A replica's gateway attempts, in order and in bulk: circuit transitions and 429
-        cooldowns."""
-        teach_breaker_block(self.breaker, attempts, max_retry_after_s)
-        await self._report()
-
-    async def snapshot_if_newer(self, version: int) -> dict[str, Any] | None:
-        snapshot = self.breaker.snapshot()  # refreshes cooldowns, may record transitions
-        await self._report()
-        return None if snapshot["version"] == version else snapshot
-
-    async def lease(self, agent: str, wanted: int) -> int:
-        granted = self.breaker.lease(agent, wanted)
-        await self._report()
-        return granted
-
-    async def status(self) -> dict[str, Any]:
-        snapshot = self.breaker.snapshot()
-        return {
-            "version": snapshot["version"],
-            "states": snapshot["states"],
-            "transitions": len(self.breaker.transitions),
-        }
-
-
-def get_or_create(args: AppArgs, default_agents: list[dict[str, Any]]) -> tuple[Any, Any, Any]:
-    """The app's three named actors, created on first use (safe to call from every replica)."""
+def get_or_create(
+    args: AppArgs, default_agents: list[dict[str, Any]]
+) -> tuple[list[Any], list[Any], Any]:
+    """The app's named actors, created on first use (safe to call from every replica): the
+    registry shards, the breaker shards (one of each by default) and the history actor."""
     common = {
         "namespace": args.namespace,
         "lifetime": "detached",
@@ -322,8 +359,16 @@ def get_or_create(args: AppArgs, default_agents: list[dict[str, Any]]) -> tuple[
         "num_cpus": args.actor_num_cpus,
     }
     history = HistoryStoreActor.options(name=HISTORY, **common).remote(args)  # type: ignore[attr-defined]
-    registry = AgentRegistryActor.options(name=REGISTRY, **common).remote(  # type: ignore[attr-defined]
-        args, history, default_agents
-    )
-    breaker = CircuitBreakerActor.options(name=BREAKER, **common).remote(history, args.breaker)  # type: ignore[attr-defined]
-    return registry, breaker, history
+    registries = [
+        AgentRegistryActor.options(name=shard_name(REGISTRY, k), **common).remote(  # type: ignore[attr-defined]
+            args, history, default_agents, k
+        )
+        for k in range(args.state_shards)
+    ]
+    breakers = [
+        CircuitBreakerActor.options(name=shard_name(BREAKER, k), **common).remote(  # type: ignore[attr-defined]
+            history, args.breaker
+        )
+        for k in range(args.state_shards)
+    ]
+    return registries, breakers, history

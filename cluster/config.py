@@ -12,6 +12,7 @@ from ray.serve.config import AutoscalingConfig
 from tinydancer.agents.agent import Agent
 from tinydancer.agents.bandit import BanditConfig
 from tinydancer.agents.breaker import BreakerConfig
+from tinydancer.agents.shards import MAX_SHARDS
 from tinydancer.gateway.config import GatewayConfig
 
 __all__ = ["AppArgs", "AutoscalingArgs", "admin_token_from"]
@@ -127,6 +128,13 @@ class AppArgs(BaseModel):
         1.0, ge=0, description="how long feedback waits for its decision to arrive"
     )
     max_batch_texts: int = Field(256, ge=1, description="texts in one /v1/route/batch call")
+    state_shards: int = Field(
+        1,
+        description="registry, breaker and ledger shards: N registry actors, each owning the "
+        "agents crc32(name) % N names and the ledger of the request ids crc32(id) % N names, "
+        "and N breaker actors owning the same agents; 1 = one actor of each (the default, "
+        "under the unsharded names)",
+    )
     encoder_cache_size: int = Field(
         10_000, ge=0, description="message embeddings kept per replica (LRU by text hash)"
     )
@@ -136,6 +144,16 @@ class AppArgs(BaseModel):
     def _valid_agents(cls, value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
         for spec in value or []:
             Agent.model_validate(spec)  # a bad entry fails at build time, naming its field
+        return value
+
+    @field_validator("state_shards")
+    @classmethod
+    def _shards_in_range(cls, value: int) -> int:
+        if not 1 <= value <= MAX_SHARDS:
+            raise ValueError(
+                f"state_shards={value} is out of range: an integer in [1, {MAX_SHARDS}] "
+                "(1 = one registry, breaker and ledger actor)"
+            )
         return value
 
     @field_validator("admin_token")

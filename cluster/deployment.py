@@ -97,7 +97,7 @@ class RouterDeployment:
             if not jax_backend_started():
                 pin_to_core(rank % (os.cpu_count() or 1))
         self.auth = _ADMIN["auth"] = AdminAuth(self.args.admin_token or "")
-        self.registry_actor, self.breaker_actor, self.history_actor = actors.get_or_create(
+        registries, breakers, self.history_actor = actors.get_or_create(
             self.args, DEFAULT_AGENTS if self.args.agents is None else self.args.agents
         )
         self.metrics = ReplicaMetrics(self.replica)
@@ -105,8 +105,8 @@ class RouterDeployment:
             self.args,
             rank,
             self.replica,
-            self.registry_actor,
-            self.breaker_actor,
+            registries,
+            breakers,
             self.history_actor,
             self.metrics,
         )
@@ -312,7 +312,7 @@ class RouterDeployment:
         )
 
     async def _registry_call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        reply = await self.registry_actor.call.remote(method, *args, **kwargs)
+        reply = await self.state.shards.registry_call(method, *args, **kwargs)
         if reply["ok"]:
             return reply["result"]
         status = {"UnknownAgentError": 404, "DuplicateAgentError": 409}.get(

@@ -68,8 +68,10 @@ class HistoryStoreActor:
     async def record_agent_snapshot(self, snapshot: dict[str, Any]) -> None:
         self.store.record_agent_snapshot(snapshot)
 
-    async def latest_agent_snapshot(self) -> dict[str, Any] | None:
-        return self.store.latest_agent_snapshot()
+    async def latest_agent_snapshot(
+        self, shard: int | None = None, unsharded: bool = False
+    ) -> dict[str, Any] | None:
+        return self.store.latest_agent_snapshot(shard, unsharded=unsharded)
 
     async def record_transitions(self, transitions: list[dict[str, Any]]) -> None:
         for t in transitions:

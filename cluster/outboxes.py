@@ -9,7 +9,8 @@ request path, one actor call per actor per `history_push_interval_s`.
   moves circuits in order, the history stores decision and attempt rows. Routing sees
   them at the next snapshot refresh (`snapshot_interval_s`), as it does client feedback.
   Attempts travel as one columnar `AttemptBlock` per push, which both actors apply
-  vectorised (`record_many`): no actor call per request.
+  vectorised (`record_many`): no actor call per request. With state shards, each shard
+  gets its part of the push (`cluster.shards.StateShards`): one call per shard and kind.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import ray
-
+from cluster.shards import StateShards
 from tinydancer.agents.ledger import Answer, DecisionLedger, LedgerBlock, LedgerEntry, Settled
 from tinydancer.agents.types import AgentDecision, AgentRequest
 from tinydancer.gateway.outcomes import AttemptBlock, AttemptOutcome
@@ -36,6 +36,7 @@ class GatewayOutbox:
         self.decisions: list[Any] = []  # DecisionColumns blocks, merged with the routes'
         self.attempts: list[AttemptOutcome] = []
         self.answers: list[Answer] = []
+        self.carried = AttemptColumns()  # rows of attempts shipped by a push that failed elsewhere
 
     def decided(self, request: AgentRequest, decision: AgentDecision) -> None:
         self.decisions.append(
@@ -54,7 +55,9 @@ class GatewayOutbox:
     def take(self) -> tuple[list[AttemptOutcome], list[Answer], AttemptColumns]:
         attempts, answers = self.attempts, self.answers
         self.attempts, self.answers = [], []
-        return attempts, answers, AttemptColumns.from_outcomes(attempts, self.replica)
+        rows, self.carried = self.carried, AttemptColumns()
+        rows.extend(AttemptColumns.from_outcomes(attempts, self.replica))
+        return attempts, answers, rows
 
     def put_back(self, attempts: list[AttemptOutcome], answers: list[Answer]) -> None:
         """A failed shipment: keep it for the next try, oldest first."""
@@ -87,24 +90,27 @@ class ForwardingLedger(DecisionLedger):
 async def ship_learning(
     ledger: ForwardingLedger,
     outbox: GatewayOutbox,
-    registry_actor: Any,
-    breaker_actor: Any,
+    shards: StateShards,
     max_retry_after_s: float,
 ) -> AttemptColumns:
-    """Ledger entries first, then gateway attempts and answers; returns the attempts' rows
-    for the history. A failed registry call keeps the attempts for the next try."""
+    """Ledger entries first, then gateway attempts and answers, each to its shard
+    (`StateShards.ship`); returns the attempts' rows for the history. What a failed shard
+    did not take stays in the outbox for the next try (the rows of the rest are kept for
+    the history), and the failure is raised."""
     entries, ledger.outbox = ledger.outbox, []
-    if entries:
-        await registry_actor.remember_decisions.remote(entries)
     attempts, answers, rows = outbox.take()
-    if not attempts and not answers:
+    if not entries and not attempts and not answers:
         return rows
     block = AttemptBlock.from_outcomes(attempts)  # columns: cheap to ship, applied in bulk
-    try:
-        await registry_actor.record_gateway.remote(block, answers)
-    except ray.exceptions.RayError:
-        outbox.put_back(attempts, answers)
-        raise
-    if attempts:
-        await breaker_actor.record_attempts.remote(block, max_retry_after_s)
-    return rows
+    failure = await shards.ship(entries, block, answers, max_retry_after_s)
+    if failure is None:
+        return rows
+    error, kept_rows, kept_answers = failure
+    kept = set(kept_rows.tolist())
+    outbox.put_back([a for i, a in enumerate(attempts) if i in kept], kept_answers)
+    outbox.carried.extend(
+        AttemptColumns.from_outcomes(
+            [a for i, a in enumerate(attempts) if i not in kept], outbox.replica
+        )
+    )
+    raise error

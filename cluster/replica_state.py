@@ -19,6 +19,7 @@ from cluster.feedback import FeedbackCoalescer
 from cluster.http_models import CandidateRouteBody, FeedbackBody, candidate_routing_request
 from cluster.metrics import ReplicaMetrics
 from cluster.outboxes import ForwardingLedger, GatewayOutbox, ship_learning
+from cluster.shards import StateShards
 from tinydancer.agents.breaker import BreakerView
 from tinydancer.agents.config import AgentRouterConfig
 from tinydancer.agents.registry import AgentRegistry
@@ -60,18 +61,16 @@ class ReplicaState:
     ) -> None:
         self.args, self.replica, self.metrics = args, replica, metrics
         use_compilation_cache()  # before the first compile (the encoder's thread races the routers')
-        self.registry_actor, self.breaker_actor, self.history_actor = (
-            registry_actor,
-            breaker_actor,
-            history_actor,
-        )
+        # one handle each, or a list per kind with state shards
+        self.shards = StateShards(registry_actor, breaker_actor)
+        self.registry_actor, self.history_actor = self.shards.registry, history_actor
         # the text encoder runs here, in the replica (no extra hop); loaded in the background
         # at start when its weights are installed, else text requests answer 503
         self.encoder = LazyEncoder(TextEncoderConfig(cache_size=args.encoder_cache_size))
         threading.Thread(target=self.encoder.preload, daemon=True).start()
         self._encoder_counts = (0, 0)
-        registry_snapshot = ray.get(registry_actor.snapshot_if_newer.remote(-1))
-        self.breaker_view = BreakerView(ray.get(breaker_actor.snapshot_if_newer.remote(-1)))
+        registry_snapshot, breaker_snapshot = self.shards.first_snapshots()
+        self.breaker_view = BreakerView(breaker_snapshot)
         self.agent_router = AgentRouter(
             AgentRegistry.restore(registry_snapshot),
             self.breaker_view,
@@ -125,10 +124,7 @@ class ReplicaState:
             await asyncio.sleep(self.args.snapshot_interval_s)
 
     async def refresh(self) -> None:
-        registry_snapshot, breaker_snapshot = await asyncio.gather(
-            self.registry_actor.snapshot_if_newer.remote(self.registry_version),
-            self.breaker_actor.snapshot_if_newer.remote(self.breaker_view.version),
-        )
+        registry_snapshot, breaker_snapshot = await self.shards.refresh()
         registry = self.agent_router.registry
         if registry_snapshot is not None:
             registry = AgentRegistry.restore(registry_snapshot)
@@ -136,7 +132,7 @@ class ReplicaState:
         view = self.breaker_view if breaker_snapshot is None else BreakerView(breaker_snapshot)
         for name in view.half_open():  # lease this replica's probe permits ahead of time
             if view.permits.get(name, 0) == 0:
-                view.permits[name] = await self.breaker_actor.lease.remote(name, 1)
+                view.permits[name] = await self.shards.lease(name, 1)
         if registry_snapshot is not None or view is not self.breaker_view or view.half_open():
             self.breaker_view = view
             self.agent_router.use_state(registry, view)
@@ -147,11 +143,7 @@ class ReplicaState:
         """Ledger entries, then gateway attempts and answers (also before client feedback)."""
         self.attempts.extend(
             await ship_learning(
-                self.ledger,
-                self.gateway_outbox,
-                self.registry_actor,
-                self.breaker_actor,
-                self.args.gateway.max_retry_after_s,
+                self.ledger, self.gateway_outbox, self.shards, self.args.gateway.max_retry_after_s
             )
         )
 
@@ -308,7 +300,7 @@ class ReplicaState:
         """One coalesced call: the registry actor validates and learns each report, and
         passes the accepted ones' outcomes on to the breaker itself."""
         await self.ship_learning()  # our own recent decisions and answers reach the actors first
-        return list(await self.registry_actor.record_feedback_many.remote(items))
+        return await self.shards.feedback(items)  # one call per ledger shard the ids name
 
     async def feedback(self, body: FeedbackBody) -> dict[str, Any]:
         result = await self.feedback_calls.submit(
@@ -356,10 +348,8 @@ class ReplicaState:
         }
 
     async def stats(self) -> dict[str, Any]:
-        registry, breaker, history = await asyncio.gather(
-            self.registry_actor.status.remote(),
-            self.breaker_actor.status.remote(),
-            self.history_actor.status.remote(),
+        (registry, breaker), history = await asyncio.gather(
+            self.shards.statuses(), self.history_actor.status.remote()
         )
         return {
             "replica": self.replica,
@@ -375,8 +365,8 @@ class ReplicaState:
     async def metrics_view(self) -> tuple[dict[str, Any], dict[str, Any]]:
         await self.report_metrics()
         view, breaker, history = await asyncio.gather(
-            self.registry_actor.metrics_view.remote(),
-            self.breaker_actor.status.remote(),
+            self.shards.metrics_view(),
+            self.shards.breaker_status(),
             self.history_actor.status.remote(),
         )
         cluster = {

@@ -24,7 +24,7 @@ from typing import Any
 import ray
 from ray import serve
 
-from cluster.actors import actor_names
+from cluster.actors import actor_names, shard_name
 from cluster.app import build_app
 from cluster.config import AppArgs, admin_token_from
 from cluster.ingress import ingress_environment
@@ -160,9 +160,15 @@ class LocalCluster:
             integrity = ray.get(history.integrity.remote(), timeout=timeout_s)
             ray.get(history.close.remote(), timeout=timeout_s)
         finally:
-            for which in ("registry", "breaker", "history"):
+            registry, breaker, history = actor_names()
+            names = [history] + [
+                shard_name(base, k)
+                for base in (registry, breaker)
+                for k in range(self.args.state_shards)
+            ]
+            for name in names:
                 with contextlib.suppress(ValueError):
-                    ray.kill(self.actor(which), no_restart=True)
+                    ray.kill(ray.get_actor(name, namespace=self.args.namespace), no_restart=True)
             if self.started_ray:  # Ray's shutdown ends Serve too; serve.shutdown() first would
                 ray.shutdown()  # print "graceful_shutdown failed" (a retried task), read as a crash
             else:

@@ -35,6 +35,23 @@ def test_serve_config_is_valid_for_ray_and_for_the_builder():
     assert config["http_options"]["request_timeout_s"] == REQUEST_TIMEOUT_S
 
 
+def test_the_serve_config_shards_the_state_actors_and_refuses_a_bad_count(monkeypatch):
+    """`state_shards` is in the YAML (1: the unsharded actors); a sharded config builds; a
+    count out of range fails when the app is built, naming the field, value and range."""
+    from pydantic import ValidationError
+
+    from cluster.app import build_app
+
+    monkeypatch.setenv("TINYDANCER_ADMIN_TOKEN", "a-token-from-the-environment")
+    args = _serve_config()["applications"][0]["args"]
+    assert args["state_shards"] == 1
+    assert AppArgs.model_validate({**args, "state_shards": 4}).state_shards == 4
+    build_app({**args, "state_shards": 2})
+    for bad in (0, 65):
+        with pytest.raises(ValidationError, match=rf"state_shards={bad} .*\[1, 64\]"):
+            build_app({**args, "state_shards": bad})
+
+
 def test_build_app_turns_args_into_deployment_options(monkeypatch):
     from cluster.app import build_app
 

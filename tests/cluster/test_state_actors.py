@@ -215,9 +215,11 @@ def test_async_actors_never_block_their_loop_on_ray_get():
     import ast
     import inspect
 
-    from cluster import actors
+    from cluster import actors, breaker_actor, history_actor
 
-    tree = ast.parse(inspect.getsource(actors))
+    tree = ast.parse(
+        "\n".join(inspect.getsource(m) for m in (actors, breaker_actor, history_actor))
+    )
     for cls in (n for n in tree.body if isinstance(n, ast.ClassDef)):
         if not any(isinstance(f, ast.AsyncFunctionDef) for f in cls.body):
             continue

@@ -232,24 +232,7 @@ class AgentRegistry:
         model_quality: float | None,
     ) -> None:
         self._require(agent)
-        for field_name, value, low, high in (
-            ("latency_ms", latency_ms, 0.0, math.inf),
-            ("quality", quality, 0.0, 1.0),
-            ("cost_usd", cost_usd, 0.0, math.inf),
-            ("model_quality", model_quality, 0.0, 1.0),
-        ):
-            if value is not None and (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not math.isfinite(value)
-                or not low <= value <= high
-            ):
-                raise InvalidRequestError(
-                    field_name,
-                    value,
-                    f"a number in [{low}, {high}] or null",
-                    f"request {request_id}",
-                )
+        check_outcome_values(request_id, latency_ms, quality, cost_usd, model_quality)
 
     def _learn(self, agent: str, observed: float, model_quality: float | None) -> None:
         known = agent in self.known_to_model and model_quality is not None
@@ -323,3 +306,31 @@ class AgentRegistry:
             if self._posteriors[name].outcomes == 0:
                 self._posteriors[name] = self._prior(agent)
         self.version += 1
+
+
+def check_outcome_values(
+    request_id: str,
+    latency_ms: float | None,
+    quality: float | None,
+    cost_usd: float | None,
+    model_quality: float | None,
+) -> None:
+    """An outcome's numbers, checked as `record_outcome` checks them (without the agent)."""
+    for field_name, value, low, high in (
+        ("latency_ms", latency_ms, 0.0, math.inf),
+        ("quality", quality, 0.0, 1.0),
+        ("cost_usd", cost_usd, 0.0, math.inf),
+        ("model_quality", model_quality, 0.0, 1.0),
+    ):
+        if value is not None and (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or not low <= value <= high
+        ):
+            raise InvalidRequestError(
+                field_name,
+                value,
+                f"a number in [{low}, {high}] or null",
+                f"request {request_id}",
+            )

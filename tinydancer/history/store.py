@@ -289,10 +289,18 @@ class HistoryStore:
             },
         )
 
-    def latest_agent_snapshot(self) -> dict[str, Any] | None:
+    def latest_agent_snapshot(
+        self, shard: int | None = None, *, unsharded: bool = False
+    ) -> dict[str, Any] | None:
+        """The newest registry snapshot; with `shard`, the newest that registry shard wrote
+        (its snapshot carries `"shard"`); with `unsharded`, the newest without a shard."""
+        where, params = "", []
+        if unsharded or shard is not None:
+            where = f"WHERE json_extract(snapshot, '$.shard') {'IS NULL' if unsharded else '= ?'}"
+            params = [] if unsharded else [str(int(shard))]  # type: ignore[arg-type]
         with self._lock:
             row = self._con.execute(
-                "SELECT snapshot FROM agent_snapshots ORDER BY seq DESC LIMIT 1"
+                f"SELECT snapshot FROM agent_snapshots {where} ORDER BY seq DESC LIMIT 1", params
             ).fetchone()
             return None if row is None else json.loads(row[0])
 

@@ -317,6 +317,19 @@ def test_agent_snapshots_never_hold_endpoint_header_values(tmp_path: Path):
     assert restored.get("a").gateway_unavailable({}) is not None  # say it, don't send "[redacted]"
 
 
+def test_each_registry_shard_finds_its_own_latest_snapshot(tmp_path: Path):
+    with HistoryStore(HistoryConfig(path=tmp_path / "h.duckdb")) as store:
+        assert store.latest_agent_snapshot(0) is None
+        store.record_agent_snapshot({"version": 1, "agents": []})  # unsharded
+        for shard, version in ((1, 2), (0, 3), (1, 4), (0, 5)):
+            store.record_agent_snapshot({"shard": shard, "version": version, "agents": []})
+        assert store.latest_agent_snapshot()["version"] == 5  # the newest of any
+        assert store.latest_agent_snapshot(0)["version"] == 5
+        assert store.latest_agent_snapshot(1)["version"] == 4
+        assert store.latest_agent_snapshot(2) is None
+        assert store.latest_agent_snapshot(unsharded=True)["version"] == 1
+
+
 def test_a_file_from_a_newer_version_is_refused(tmp_path: Path):
     path = tmp_path / "h.duckdb"
     HistoryStore(HistoryConfig(path=path)).close()
