@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> None:
     cluster = LocalCluster.start(
         AppArgs(history_path=str(history), num_replicas=2, replica_num_cpus=0.4), port=8000
     )
-    cluster.wait_ready()
+    cluster.wait_ready(compiled=True)
     report: dict[str, Any] = {}
     try:
         if args.command in ("load", "all"):

@@ -74,7 +74,7 @@ def running(request):
     seconds = float(os.environ.get("TINYDANCER_CLUSTER_BENCH_S", 2 if disabled else 20))
     args = AppArgs(history_path=tempfile.mkdtemp() + "/history.duckdb", num_replicas=1)
     cluster = LocalCluster.start(args, num_cpus=2, port=_port())
-    cluster.wait_ready()
+    cluster.wait_ready(compiled=True)
     echo = serve.run(Echo.bind(), name="echo", route_prefix="/echo")
     serve.run(EchoAfterReadingBody.bind(), name="echo_body", route_prefix="/echo_body")
     yield cluster, echo, seconds

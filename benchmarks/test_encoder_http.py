@@ -33,7 +33,7 @@ def url(encoder):
         history_path=tempfile.mkdtemp() + "/history.duckdb", num_replicas=1, pin_replicas=False
     )
     cluster = LocalCluster.start(args, num_cpus=2, port=_port())
-    cluster.wait_ready()
+    cluster.wait_ready(compiled=True)
     yield cluster.url
     cluster.stop()
 

@@ -83,7 +83,7 @@ def paths(request):
             history_path=tempfile.mkdtemp() + "/history.duckdb", num_replicas=1, agents=[agent]
         )
         cluster = LocalCluster.start(args, num_cpus=2, port=_port())
-        cluster.wait_ready()
+        cluster.wait_ready(compiled=True)
         upstream = f"{fleet.base_url('up')}/chat/completions"
         serve.run(BareForwarder.bind(upstream), name="bare", route_prefix="/bare")
         yield (

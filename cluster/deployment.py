@@ -159,6 +159,7 @@ class RouterDeployment:
             "node": self.node_id,
             "models": self.state.model_versions(),
             "encoder": self.state.encoder.state,
+            "warm": self.state.warm,
         }
 
     async def route_candidates(self, body: CandidateRouteBody | dict[str, Any]) -> dict[str, Any]:
@@ -298,6 +299,7 @@ class RouterDeployment:
             "node": self.node_id,
             "models": self.state.model_versions(),
             "encoder": self.state.encoder.state,
+            "warm": self.state.warm,
         }
 
     @api.get(

@@ -46,6 +46,7 @@ __all__ = ["ReplicaState"]
 
 log = logging.getLogger("tinydancer.replica")
 _MAX_PENDING_RECORDS = 500_000
+WARM_CANDIDATES = 1024  # candidate-mode shapes compiled in the background at start
 
 
 class ReplicaState:
@@ -67,7 +68,6 @@ class ReplicaState:
         # the text encoder runs here, in the replica (no extra hop); loaded in the background
         # at start when its weights are installed, else text requests answer 503
         self.encoder = LazyEncoder(TextEncoderConfig(cache_size=args.encoder_cache_size))
-        threading.Thread(target=self.encoder.preload, daemon=True).start()
         self._encoder_counts = (0, 0)
         registry_snapshot, breaker_snapshot = self.shards.first_snapshots()
         self.breaker_view = BreakerView(breaker_snapshot)
@@ -78,14 +78,22 @@ class ReplicaState:
                 model_path=args.agent_model_path,
                 seed=args.seed + rank,
                 fallback_agent=args.fallback_agent,
+                warm=False,  # one shape now, the rest in the background (below)
             ),
             encoder=self.encoder,
         )
+        self.agent_router.warm(batches=(1,), steps=())
         self.ledger = ForwardingLedger()
         self.agent_router.ledger = self.ledger
         self.candidate_router = Router(
-            RouterConfig(model_path=args.candidate_model_path), encoder=self.encoder
+            RouterConfig(model_path=args.candidate_model_path, warm_up_to_candidates=0),
+            encoder=self.encoder,
         )
+        # The replica serves as soon as the smallest shapes are compiled; the text encoder
+        # loads and every other shape compiles in the background (a request of a shape
+        # not compiled yet compiles it itself). /healthz reports both.
+        self.warm = "compiling"
+        threading.Thread(target=self._warm_in_background, daemon=True, name="warm").start()
         self.gateway_outbox = GatewayOutbox(replica)
         self.gateway = Gateway(
             self.agent_router, self.encoder, args.gateway, sink=self.gateway_outbox
@@ -99,6 +107,27 @@ class ReplicaState:
         self.history_dropped = 0
         self._task: asyncio.Task[None] | None = None
         self._last_metrics = 0.0
+
+    def _warm_in_background(self) -> None:
+        self.encoder.preload()  # first: the text requests' latency depends on it
+        try:
+            self._warm_all()
+        except Exception as exc:  # a shape that fails to compile fails only its own requests
+            log.warning("replica %s: warming the routers failed: %r", self.replica, exc)
+            self.warm = f"failed: {type(exc).__name__}"
+            return
+        self.warm = "ready"
+
+    def _warm_all(self, mode: str | None = None) -> None:
+        if mode in (None, "agent"):
+            self.agent_router.warm()
+        if mode in (None, "candidate"):
+            self.candidate_router.warm(WARM_CANDIDATES)
+
+    def _reload(self, mode: str, path: Path) -> None:
+        """Load a model file into one router and compile its shapes (in a worker thread)."""
+        (self.agent_router if mode == "agent" else self.candidate_router).reload(path)
+        self._warm_all(mode)
 
     # -- background -------------------------------------------------------------------------------
     def ensure_background(self) -> None:
@@ -207,7 +236,7 @@ class ReplicaState:
             router = self.agent_router if mode == "agent" else self.candidate_router
             if router.model_version != target["version"]:
                 try:
-                    await asyncio.to_thread(router.reload, Path(target["path"]))
+                    await asyncio.to_thread(self._reload, mode, Path(target["path"]))
                 except TinyDancerError as exc:
                     log.error(
                         "replica %s could not load %s model %s: %s", self.replica, mode, target, exc
@@ -337,8 +366,7 @@ class ReplicaState:
         model = await asyncio.to_thread(
             load_model, path, expect_mode=expected
         )  # raises ModelFileError
-        router = self.agent_router if mode == "agent" else self.candidate_router
-        await asyncio.to_thread(router.reload, Path(path))
+        await asyncio.to_thread(self._reload, mode, Path(path))
         await self.registry_actor.set_model.remote(mode, path, model.version)
         await self.history_actor.record_model.remote(model.version, mode, "loaded", path)
         return {

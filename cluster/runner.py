@@ -141,7 +141,7 @@ class LocalCluster:
         replicas = args.autoscaling.min_replicas if args.autoscaling else args.num_replicas
         with progress.phase(
             f"deploying {replicas} replica{'s' * (replicas != 1)} and the state actors "
-            "(models loaded and compiled)"
+            "(models loaded, first shapes compiled)"
         ) as detail:
             handle = _deploy(build_app(args), detail)
         return cls(args, host, port, handle, token, generated, started, progress)
@@ -175,25 +175,42 @@ class LocalCluster:
                 serve.shutdown()
         return integrity
 
-    def wait_ready(self, timeout_s: float = 120.0) -> None:
+    def wait_ready(self, timeout_s: float = 120.0, *, compiled: bool = False) -> None:
         """Until a replica answers `/healthz` with its text encoder loaded and compiled (or
-        known to be unavailable: no weights installed)."""
+        known to be unavailable: no weights installed). `compiled`: also until every
+        replica has compiled every routing shape in the background (`"warm": "ready"`),
+        as benchmarks and tests want; a user's first request need not wait for it."""
         import urllib.request
 
+        replicas = (
+            self.args.autoscaling.min_replicas if self.args.autoscaling else self.args.num_replicas
+        )
         deadline = time.monotonic() + timeout_s
-        with self.progress.phase("warming the text encoder") as detail:
+        warmed: set[str] = set()
+        label = "warming the text encoder" + (" and compiling every shape" if compiled else "")
+        with self.progress.phase(label) as detail:
             while True:
                 try:
                     with urllib.request.urlopen(f"{self.url}/healthz", timeout=5) as response:
-                        encoder = json.loads(response.read()).get("encoder", "ready")
-                        detail(f"encoder {encoder}")
-                        if response.status == 200 and encoder != "loading":
+                        health = json.loads(response.read())
+                        encoder = health.get("encoder", "ready")
+                        if health.get("warm") == "ready":
+                            warmed.add(str(health.get("replica")))
+                        detail(f"encoder {encoder}, {len(warmed)}/{replicas} replicas compiled")
+                        if (
+                            response.status == 200
+                            and encoder != "loading"
+                            and (not compiled or len(warmed) >= replicas)
+                        ):
                             return
                 except OSError:
                     if time.monotonic() > deadline:
                         raise
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"the text encoder was still loading after {timeout_s} s")
+                    raise TimeoutError(
+                        f"after {timeout_s} s: encoder still loading or "
+                        f"{replicas - len(warmed)} replica(s) still compiling"
+                    )
                 time.sleep(0.25)
 
 

@@ -35,7 +35,7 @@ def cluster(tmp_path_factory):
         replica_num_cpus=0.4,
     )
     running = LocalCluster.start(args, num_cpus=2, port=free_port())
-    running.wait_ready()
+    running.wait_ready(compiled=True)
     running.history_file = history  # type: ignore[attr-defined]
     running.routed_ids = []  # type: ignore[attr-defined]
     running.load_ids = []  # type: ignore[attr-defined]  (requests of the fault tests)

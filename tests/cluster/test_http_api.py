@@ -250,6 +250,11 @@ def test_a_specialization_that_does_not_fit_the_model_is_refused(http, admin):
 def test_observability_endpoints(http):
     health = http.get("/healthz").json()
     assert health["status"] == "ok" and health["encoder"] in {"ready", "unavailable"}
+    deadline = time.monotonic() + 120  # the replica compiles its other shapes after it serves
+    while health["warm"] != "ready":
+        assert health["warm"] == "compiling" and time.monotonic() < deadline, health
+        time.sleep(0.25)
+        health = http.get("/healthz").json()
     spec = http.get("/openapi.json").json()
     assert {
         "/v1/route",

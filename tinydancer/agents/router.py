@@ -36,8 +36,8 @@ from tinydancer.agents.requests import REQ, eligible_agents, request_row
 from tinydancer.agents.snapshot import OUT, RoutingSnapshot, build_snapshot
 from tinydancer.agents.text import Encoder, with_embeddings, with_tokens
 from tinydancer.agents.types import AgentDecision, AgentRequest
+from tinydancer.agents.warm import WARM_BATCHES, WARM_STEPS, warm_kernel
 from tinydancer.errors import (
-    AgentsUnavailableError,
     InvalidRequestError,
     ModelFileError,
     NoEligibleAgentError,
@@ -98,7 +98,7 @@ class AgentRouter:
         self.registry.embedding_dim = self._model.model.embedding.dim
         self._snapshot: RoutingSnapshot | None = None
         if self.config.warm:
-            self._warm()
+            self.warm()
 
     # -- model -----------------------------------------------------------------------------
     @staticmethod
@@ -143,22 +143,15 @@ class AgentRouter:
             self.registry.set_known_to_model(prepared.heads)
             self._snapshot = None
         if self.config.warm:
-            self._warm()
+            self.warm()
         return model.version
 
-    def _warm(self) -> None:
-        if len(self.registry) == 0:
-            return
-        dim = self._model.model.embedding.dim
-        probe = np.zeros(dim, np.float32)
-        probe[0] = 1.0
-        try:
-            for batch in (1, 2, 4, 8, 16, 32):
-                self.route_batch([AgentRequest(embedding=probe)] * batch, remember=False)
-            for steps in (2, 4, 8):
-                self.route_batch([AgentRequest(messages=[probe] * steps)], remember=False)
-        except (NoEligibleAgentError, AgentsUnavailableError):
-            pass  # nothing routable yet; shapes compile on first use
+    def warm(
+        self, batches: Sequence[int] = WARM_BATCHES, steps: Sequence[int] = WARM_STEPS
+    ) -> None:
+        """Compile the kernel for these batch sizes and conversation lengths (see
+        `tinydancer.agents.warm`); at construction with `config.warm`."""
+        warm_kernel(self, batches, steps)
 
     # -- snapshot --------------------------------------------------------------------------
     def snapshot(self) -> RoutingSnapshot:
@@ -257,10 +250,14 @@ class AgentRouter:
         messages: np.ndarray,
         rows: np.ndarray,
         eligible: np.ndarray,
+        *,
+        seeded: bool = True,
     ) -> np.ndarray:
-        """The one jitted call: every agent for every request (sets each row's draw offset)."""
+        """The one jitted call: every agent for every request. `seeded`: each row's draw
+        offset comes from the seeded stream (else it stays as given: warm-up)."""
         draws = self.registry.bandit_config.propensity_samples + 1
-        rows[:, REQ["offset"]] = self._offsets.integers(0, _POOL_DRAWS - draws, rows.shape[0])
+        if seeded:
+            rows[:, REQ["offset"]] = self._offsets.integers(0, _POOL_DRAWS - draws, rows.shape[0])
         inputs = np.concatenate([messages.reshape(messages.shape[0], -1), rows, eligible], axis=1)
         return np.asarray(
             score_agents(

@@ -128,16 +128,16 @@ class Router:
             settings=jnp.asarray(settings, jnp.float32),
             dim=model.embedding.dim,
         )
-        for bucket in (
-            b for b in BUCKETS if b <= max(BUCKETS[0], self.config.warm_up_to_candidates)
-        ):
-            loaded.score(
-                np.zeros((bucket, loaded.dim), np.float32),
-                np.ones(4 * bucket + loaded.dim + 1, np.float32),
-            )
-            if bucket <= HOST_REDUCE_ROWS:
-                loaded.score_reduced(np.ones(6 * bucket + 2, np.float32))
+        _warm(loaded, self.config.warm_up_to_candidates)
         return loaded
+
+    def warm(self, up_to_candidates: int | None = None) -> None:
+        """Compile and run every shape bucket up to `up_to_candidates` (default: the
+        config's `warm_up_to_candidates`) for the serving model, so no call of that size
+        waits for a compile. Safe beside routing calls; a server may call it in the
+        background after starting with a small `warm_up_to_candidates`."""
+        limit = self.config.warm_up_to_candidates if up_to_candidates is None else up_to_candidates
+        _warm(self._loaded, limit)
 
     def reload(self, source: str | Path | RouterModel) -> str:
         """Swap in new weights (validated and warmed first); returns the new model version.
@@ -397,3 +397,13 @@ class Router:
             model_version=loaded.model.version,
             used_fallback=fallback,
         )
+
+
+def _warm(loaded: LoadedModel, up_to_candidates: int) -> None:
+    for bucket in (b for b in BUCKETS if b <= max(BUCKETS[0], up_to_candidates)):
+        loaded.score(
+            np.zeros((bucket, loaded.dim), np.float32),
+            np.ones(4 * bucket + loaded.dim + 1, np.float32),
+        )
+        if bucket <= HOST_REDUCE_ROWS:
+            loaded.score_reduced(np.ones(6 * bucket + 2, np.float32))

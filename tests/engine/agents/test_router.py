@@ -436,6 +436,46 @@ def test_steady_traffic_does_not_recompile():
     assert score_agents._cache_size() == compiled
 
 
+def test_warm_compiles_the_shapes_it_names_and_changes_no_routing_state():
+    """What a server warms in the background: every kernel shape a batch of up to 32
+    (or a conversation of up to 8 messages) needs, with no decision made, so a half-open
+    agent keeps its probe permit and the seeded draw stream is where it was."""
+    router = make_router(seed=7)
+    router.warm(batches=(1, 2, 4, 8, 16, 32), steps=(2, 4, 8))
+    compiled = score_agents._cache_size()
+    for size in (1, 2, 3, 5, 9, 17, 32):
+        requests = [AgentRequest(embedding=embedding(i)) for i in range(size)]
+        router.route_batch(requests, remember=False)
+    for length in (2, 3, 5, 8):
+        conversation = AgentRequest(messages=[embedding(i) for i in range(length)])
+        router.route_batch([conversation], remember=False)
+    assert score_agents._cache_size() == compiled  # nothing left to compile after warm
+
+    warmed, cold = make_router(seed=11), make_router(seed=11)
+    warmed.warm()
+    requests = [AgentRequest(embedding=embedding(i)) for i in range(20)]
+    assert [d.agent for d in warmed.route_batch(requests)] == [
+        d.agent for d in cold.route_batch(requests)
+    ]
+    assert [warmed.route(r).agent for r in requests[:5]] == [
+        cold.route(r).agent for r in requests[:5]
+    ]
+
+    clock = Clock()
+    breaker = CircuitBreaker(
+        BreakerConfig(consecutive_failures=1, cooldown_s=5, probe_budget=1, successes_to_close=1),
+        clock=clock,
+    )
+    probing = make_router(breaker=breaker)
+    target = NAMES[3]
+    breaker.record(target, success=False)
+    clock.now += 6  # half-open, one probe permit
+    probing.warm()
+    assert breaker.state(target) is BreakerState.HALF_OPEN
+    only = Constraints(excluded_agents=frozenset(set(NAMES) - {target}))
+    assert probing.route(AgentRequest(embedding=embedding(0), constraints=only)).probe
+
+
 def test_registry_changes_reach_the_next_decision():
     router = make_router(explore=False)
     e = embedding()

@@ -453,3 +453,20 @@ def test_a_huge_candidate_embedding_is_named_as_overflowing(router):
     embeddings[1] = 3e38
     with pytest.raises(EmbeddingError, match=r"candidates\[1\].embedding.*overflows float32"):
         router.route(RoutingRequest(query, _replace(batch, embeddings=embeddings)))
+
+
+def test_warm_compiles_every_bucket_up_to_its_limit():
+    """A server starts with the smallest bucket compiled and warms the rest later."""
+    dim = 96  # a dimension no other test compiles for
+    lazy = Router(
+        RouterConfig(warm_up_to_candidates=0), model=_random_model(dim=dim), clock=lambda: NOW
+    )
+    started = score_kernel._cache_size(), score_reduced_kernel._cache_size()
+    lazy.warm(64)
+    warmed = score_kernel._cache_size(), score_reduced_kernel._cache_size()
+    # buckets 32 and 64 for this dimension (the reduced kernel's inputs do not depend on
+    # it, so another test may have compiled those already)
+    assert warmed[0] == started[0] + 2
+    for n in (1, 17, 33, 64):
+        lazy.route(RoutingRequest(*make_batch(n, seed=n, dim=dim)))
+    assert (score_kernel._cache_size(), score_reduced_kernel._cache_size()) == warmed
