@@ -26,6 +26,7 @@ import numpy as np
 from tinydancer.agents.bandit import BanditConfig
 from tinydancer.agents.types import AgentRequest, Constraints
 from tinydancer.datasets import RoutingOutcomes
+from tinydancer.errors import InvalidRequestError
 from tinydancer.evaluation.curves import hull, hull_value
 from tinydancer.evaluation.offline import router_for_model
 from tinydancer.model.weights import RouterModel
@@ -137,7 +138,11 @@ def replay(
     position = {a: j for j, a in enumerate(agents)}
     drift_index = None if drift_agent is None else position.get(drift_agent)
     if drift_agent is not None and drift_index is None:
-        raise ValueError(f"drift_agent {drift_agent!r} is not one of the model's agents {agents}")
+        raise InvalidRequestError(
+            "drift", drift_agent, f"'auto' or one of the model's agents {agents}"
+        )
+    if passes < 1:
+        raise InvalidRequestError("passes", passes, "an integer >= 1")
     rng = np.random.default_rng(seed)
     stream = np.concatenate([rng.permutation(len(data)) for _ in range(passes)])
     drift_step = int(drift_at * len(stream)) if drift_agent else None

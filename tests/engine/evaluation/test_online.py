@@ -67,3 +67,16 @@ def test_replay_cli_prints_the_three_arms(trained, capsys):
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     assert {"learning_on", "learning_off", "zero_router"} <= set(report)
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [(["--drift", "nobody"], "drift: got 'nobody'"), (["--passes", "0"], "passes: got 0")],
+    ids=["unknown-drift-agent", "no-pass"],
+)
+def test_replay_cli_names_a_bad_argument(trained, capsys, flags, named):
+    _, _, model_path, test = trained
+    code = main(["replay", "--data", str(test), "--model", str(model_path), *flags])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert named in err and "expected" in err
