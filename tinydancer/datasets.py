@@ -5,7 +5,9 @@
                       latency_ms (optional)
 
 `load_split` returns dense matrices: one row per prompt, one column per agent, NaN where
-the source has no outcome for that pair.
+the source has no outcome for that pair. `combine_splits` stacks several splits into one
+(the union of their agents; a prompt id is qualified by its split, so equal ids in
+different splits stay distinct prompts).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import pyarrow.parquet as pq
 
 from tinydancer.errors import InvalidRequestError
 
-__all__ = ["RoutingOutcomes", "load_split"]
+__all__ = ["RoutingOutcomes", "combine_splits", "describe_source", "load_split"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -117,4 +119,43 @@ def load_split(directory: str | Path) -> RoutingOutcomes:
     latency = dense("latency_ms") if "latency_ms" in outcomes.column_names else None
     return RoutingOutcomes(
         prompt_ids, agents, embeddings, quality, dense("cost_usd"), latency, str(path)
+    )
+
+
+SOURCE_SEPARATOR = "\n"  # between the directories of a combined split's `source`
+
+
+def describe_source(source: str) -> str:
+    """The last three parts of each directory (`routerbench/arc_challenge/train`), joined by ' + '."""
+    return " + ".join(
+        "/".join(Path(part).parts[-3:]) for part in source.split(SOURCE_SEPARATOR) if part
+    )
+
+
+def combine_splits(splits: list[RoutingOutcomes]) -> RoutingOutcomes:
+    """One dataset from several splits: rows stacked, agents the (sorted) union, NaN where a
+    split has no outcome for an agent. With more than one split, each prompt id becomes
+    `<k>:<id>` (k the split's position), so the same id in two splits is two prompts."""
+    if not splits:
+        raise InvalidRequestError("data", "no split", "at least one split directory")
+    if len(splits) == 1:
+        return splits[0]
+    dims = {s.embeddings.shape[1] for s in splits}
+    if len(dims) != 1:
+        raise InvalidRequestError(
+            "data",
+            f"embedding dimensions {sorted(dims)}",
+            "splits whose embeddings have one dimension",
+        )
+    agents = sorted({a for s in splits for a in s.agents})
+    parts = [s.reindex_agents(agents) for s in splits]
+    with_latency = all(p.latency_ms is not None for p in parts)
+    return RoutingOutcomes(
+        [f"{k}:{p}" for k, part in enumerate(parts) for p in part.prompt_ids],
+        agents,
+        np.concatenate([p.embeddings for p in parts]),
+        np.concatenate([p.quality for p in parts]),
+        np.concatenate([p.cost_usd for p in parts]),
+        np.concatenate([p.latency_ms for p in parts]) if with_latency else None,
+        SOURCE_SEPARATOR.join(p.source for p in parts),
     )

@@ -15,7 +15,12 @@ __all__ = ["COMMAND", "add_arguments", "run"]
 
 def add_arguments(train: argparse.ArgumentParser) -> None:
     source = train.add_mutually_exclusive_group(required=True)
-    source.add_argument("--data", help="agent mode: a routing-outcomes split directory")
+    source.add_argument(
+        "--data",
+        action="append",
+        help="agent mode: a routing-outcomes split directory (repeat to train on several: "
+        "their agents are the union, equal prompt ids in different splits are distinct)",
+    )
     source.add_argument(
         "--synthetic-candidates",
         action="store_true",
@@ -36,12 +41,23 @@ def add_arguments(train: argparse.ArgumentParser) -> None:
 
 
 def _agent_model(args: argparse.Namespace) -> tuple[RouterModel, dict[str, Any]]:
-    from tinydancer.datasets import load_split
+    from pathlib import Path
+
+    from tinydancer.datasets import combine_splits, load_split
     from tinydancer.evaluation.offline import calibrate_knob
     from tinydancer.training.agent import split_indices
     from tinydancer.training.linear import train_linear_agent_model
 
-    data = load_split(args.data)
+    seen: dict[Path, str] = {}
+    for directory in args.data:
+        resolved = Path(directory).resolve()
+        if resolved in seen:
+            raise ConfigError(
+                f"--data {directory!r} is the same directory as --data {seen[resolved]!r}; "
+                "give each split directory once"
+            )
+        seen[resolved] = directory
+    data = combine_splits([load_split(directory) for directory in args.data])
     model, report = train_linear_agent_model(data, seed=args.seed)
     # The heads are fitted on every prompt; the knob is set on a 15 % slice of them.
     _, _, calibration_rows = split_indices(len(data), args.seed)

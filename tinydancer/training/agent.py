@@ -18,7 +18,6 @@ starting point (`initial`).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -26,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from tinydancer.datasets import RoutingOutcomes
+from tinydancer.datasets import RoutingOutcomes, describe_source
 from tinydancer.model.conformal import calibrate
 from tinydancer.model.embedding import DEFAULT_EMBEDDING, EmbeddingSpec
 from tinydancer.model.fastgrnn import FastGRNNConfig, forward, init_params
@@ -159,7 +158,7 @@ def train_agent_model(
     calibration = calibrate(p_cal[mask], quality[cal][mask], alpha=alpha)
     p_val_int8, p_val_float = predict_quality(int8, x[val]), predict_quality(float_params, x[val])
     val_mask = observed[val] > 0
-    source = "/".join(Path(data.source).parts[-3:]) if data.source else ""
+    source = describe_source(data.source)
     report = {
         "source": source,
         "agents": list(data.agents),

@@ -105,9 +105,11 @@ def test_the_knob_calibration_reaches_its_target_on_held_out_data(arc):
 def test_online_replay_learns_and_drops_a_drifting_agent(arc):
     _, test, _ = arc
     model = load_model(shipped_model_path("agent"))
-    report = replay(model, test, drift_agent="zero-one-ai/Yi-34B-Chat", passes=2, seed=0)
+    busiest = next(iter(replay(model, test, seed=0)["traffic_share"]))  # as --drift auto
+    report = replay(model, test, drift_agent=busiest, passes=2, seed=0)
     assert report["requests"] == 2 * len(test)
     assert report["oracle"]["mean_quality"] >= report["router"]["mean_quality"] > 0.8
+    assert report["learning_on"]["mean_quality"] > report["learning_off"]["mean_quality"]
     drift = report["drift"]
     assert drift["share_before"] > 0.1
     assert drift["requests_until_share_below_10pct"] is not None
