@@ -5,6 +5,7 @@ exports Parquet on a timer. Named, detached and restartable like the other state
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -15,6 +16,8 @@ from tinydancer.history.records import AttemptColumns, DecisionColumns, OutcomeC
 from tinydancer.history.store import HistoryConfig, HistoryStore
 
 __all__ = ["HistoryStoreActor"]
+
+log = logging.getLogger("tinydancer.history")
 
 
 @ray.remote(max_restarts=-1, max_task_retries=3)
@@ -38,16 +41,19 @@ class HistoryStoreActor:
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(0.1)
-            self.store.flush_if_due()
-            if time.monotonic() - self._last_export >= self.export_interval_s:
-                self._last_export = time.monotonic()
-                self.store.export()
-            if time.monotonic() - self._last_compaction >= 3600.0:
-                self._last_compaction = time.monotonic()
-                self.store.compact()  # no-op unless retention_days is set
+            try:  # one failed write must not stop the flushes by age
+                self.store.flush_if_due()
+                if time.monotonic() - self._last_export >= self.export_interval_s:
+                    self._last_export = time.monotonic()
+                    self.store.export()
+                if time.monotonic() - self._last_compaction >= 3600.0:
+                    self._last_compaction = time.monotonic()
+                    self.store.compact()  # no-op unless retention_days is set
+            except Exception:
+                log.exception("history: a timed flush or export failed; retrying on the next tick")
 
     def _ensure_ticker(self) -> None:
-        if self._ticker is None:
+        if self._ticker is None or self._ticker.done():
             self._ticker = asyncio.get_running_loop().create_task(self._tick())
 
     async def append(

@@ -121,7 +121,8 @@ def test_a_completion_and_a_stream_through_the_cluster(fleet, client, cluster, h
     history = cluster.actor("history")
     deadline = time.monotonic() + 30
     while ray.get(history.status.remote())["attempts"] < 2:  # one per answer, in batches
-        assert time.monotonic() < deadline, "attempts never reached the history"
+        status = ray.get(history.status.remote())
+        assert time.monotonic() < deadline, f"attempts never reached the history: {status}"
         time.sleep(0.2)
 
 
