@@ -145,11 +145,10 @@ class ReplicaState:
                 if time.monotonic() - self._last_metrics >= 1.0:
                     await self.report_metrics()
                     await self.follow_models()
-            except (
-                ray.exceptions.RayError,
-                TinyDancerError,
-            ) as exc:  # an actor restarting: try again
+            except (ray.exceptions.RayError, TinyDancerError) as exc:  # an actor restarting
                 log.warning("replica %s background step failed: %s", self.replica, exc)
+            except Exception:  # never end the loop: the outboxes would stop shipping for good
+                log.exception("replica %s background step failed unexpectedly", self.replica)
             await asyncio.sleep(self.args.snapshot_interval_s)
 
     async def refresh(self) -> None:
