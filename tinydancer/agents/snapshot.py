@@ -77,8 +77,7 @@ def build_snapshot(
     for i, agent in enumerate(agents):  # snapshot build, not the hot path
         metrics = registry.metrics(agent.name)
         posterior = registry.posterior(agent.name)
-        mean = bandit.posterior_mean(posterior)
-        factor = bandit.sample_factor(posterior, registry.bandit_config)
+        mean, factor = bandit.routing_posterior(posterior, registry.bandit_config)
         observed_cost = metrics.recent_cost.mean
         estimate = agent.cost.estimate(default_tokens)
         latency = metrics.recent_latency_mean.mean or agent.expected_latency_ms

@@ -265,3 +265,81 @@ def test_posterior_round_trip(posterior):
 def test_config_rejects_invalid_values(bad):
     with pytest.raises(ValidationError, match=next(iter(bad))):
         make_config(**bad)
+
+
+# -- routing from the "model is right" / "model is off" mixture ----------------------------
+
+
+def known_prior(config: BanditConfig) -> Posterior:
+    return bandit.prior(config, known_to_model=True)
+
+
+def test_without_outcomes_routing_follows_the_model_with_the_mixtures_spread():
+    config = make_config(model_doubt=0.2, spike_scale=0.1, exploration=0.5)
+    prior = known_prior(config)
+    mean, factor = bandit.routing_posterior(prior, config)
+    np.testing.assert_allclose(mean, [0.0, 1.0], atol=1e-12)
+    slab = np.linalg.inv(prior.precision)
+    expected = 0.5**2 * (0.2 * slab + 0.8 * 0.1**2 * slab)
+    np.testing.assert_allclose(factor @ factor.T, expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("known", [True, False], ids=["doubt-one", "unknown-agent"])
+def test_the_plain_posterior_routes_when_there_is_no_model_to_trust(known):
+    config = make_config(model_doubt=1.0 if known else 0.1)
+    posterior = run(
+        bandit.prior(config, known_to_model=known),
+        [1, 0, 1, 1],
+        config,
+        phi=bandit.features(0.7, known_to_model=known),
+    )
+    mean, factor = bandit.routing_posterior(posterior, config)
+    np.testing.assert_array_equal(mean, bandit.posterior_mean(posterior))
+    np.testing.assert_array_equal(factor, bandit.sample_factor(posterior, config))
+
+
+def test_the_mixture_weight_is_the_exact_bayes_factor():
+    """Without forgetting, the evidence ratio equals the ratio of the two priors' marginal
+    likelihoods of the outcomes, computed directly as multivariate normal densities."""
+    config = make_config(half_life_outcomes=1e12, model_doubt=0.3, spike_scale=0.2)
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0.3, 0.95, 12)
+    y = (rng.random(12) < p - 0.15).astype(float)
+    posterior = known_prior(config)
+    for p_i, y_i in zip(p, y, strict=True):
+        posterior = bandit.update(posterior, bandit.features(p_i, True), y_i, config)
+    x = np.stack([np.ones_like(p), p], 1)
+    prior_cov = np.linalg.inv(posterior.prior_precision)
+
+    def log_density(cov_theta):
+        cov = x @ cov_theta @ x.T + config.noise_sd**2 * np.eye(len(y))
+        r = y - x @ np.array([0.0, 1.0])
+        return -0.5 * (r @ np.linalg.solve(cov, r) + np.linalg.slogdet(cov)[1])
+
+    odds = 0.3 / 0.7 * np.exp(log_density(prior_cov) - log_density(0.2**2 * prior_cov))
+    weight = odds / (1 + odds)
+    slab_mean = bandit.posterior_mean(posterior)
+    spike = Posterior(
+        posterior.precision - posterior.prior_precision + posterior.prior_precision / 0.04,
+        posterior.shift - posterior.prior_shift + posterior.prior_shift / 0.04,
+        posterior.prior_precision / 0.04,
+        posterior.prior_shift / 0.04,
+    )
+    expected = weight * slab_mean + (1 - weight) * bandit.posterior_mean(spike)
+    mean, _ = bandit.routing_posterior(posterior, config)
+    np.testing.assert_allclose(mean, expected, rtol=1e-9, atol=1e-12)
+
+
+def test_small_residuals_of_chosen_agents_stay_with_the_model_a_drift_does_not():
+    config = BanditConfig()  # the defaults
+    phi = bandit.features(0.9, known_to_model=True)
+    nudged = run(known_prior(config), [1.0] * 96 + [0.0] * 4, config, phi=phi)  # 0.96 vs 0.9
+    plain_shift = float(bandit.posterior_mean(nudged) @ phi) - 0.9
+    routed_shift = float(bandit.routing_posterior(nudged, config)[0] @ phi) - 0.9
+    assert plain_shift > 0.02 and abs(routed_shift) < plain_shift / 3
+    dead = run(known_prior(config), [0.0] * 15, config, phi=phi)
+    assert float(bandit.routing_posterior(dead, config)[0] @ phi) < 0.75
+    plain_dead = float(bandit.posterior_mean(dead) @ phi)
+    assert float(bandit.routing_posterior(dead, config)[0] @ phi) == pytest.approx(
+        plain_dead, abs=0.02
+    )

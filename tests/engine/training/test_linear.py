@@ -16,6 +16,7 @@ from tinydancer.training.linear import (
     fit_shrunk_logistic,
     train_linear_agent_model,
 )
+from tinydancer.training.metrics import roc_auc
 
 AGENTS = ["cheap", "middle", "dear"]
 COSTS = np.array([1e-4, 5e-4, 4e-3])
@@ -64,24 +65,27 @@ def test_heads_beat_or_tie_every_baseline_where_there_is_signal(with_signal):
     assert report["regime"].startswith("signal")
 
 
-def test_pure_noise_collapses_to_the_zero_router():
+def test_pure_noise_stays_at_the_zero_router():
     train, test = split(800, 2, signal=False), split(400, 3, signal=False)
-    model, report = train_linear_agent_model(train)
+    model, _ = train_linear_agent_model(train)
     result = evaluate(model, test, train, bootstrap=0).result
-    assert abs(result["router"]["aiq"] - result["baselines"]["zero_router"]["aiq"]) < 0.005
-    used = [c for c in report["cv_per_agent"].values() if c["shrinkage"] > 0 and c["time"] > 0]
-    assert len(used) <= 1  # cross-validation finds (almost) nothing to use
+    assert result["router"]["aiq"] >= result["baselines"]["zero_router"]["aiq"] - 0.005
+    # whatever cross-validation keeps is weak: predictions stay close to the base rates
     predicted = predict_quality(model.float_params(), test.embeddings)
-    assert np.ptp(predicted, axis=0).max() < 0.1  # near-constant predictions
+    base_rate = train.quality.mean(axis=0)
+    assert np.abs(predicted - base_rate).mean(axis=0).max() < 0.03
+    assert np.ptp(predicted, axis=0).max() < 0.15
 
 
 def test_cross_validation_reports_each_agents_choice(with_signal):
     _, _, _, report = with_signal
     for choice in report["cv_per_agent"].values():
         assert choice["cv_brier"] <= choice["cv_brier_base_rate"]
-        assert 0.0 <= choice["shrinkage"] <= 1.0
+        assert choice["kind"] in ("own", "shared", "base_rate")
+        if choice["kind"] == "own":
+            assert 0.0 < choice["shrinkage"] <= 1.0
     # the agents whose quality depends on the prompt get a head that reads it
-    assert report["cv_per_agent"]["cheap"]["shrinkage"] > 0
+    assert report["cv_per_agent"]["cheap"]["kind"] == "own"
     cheap = report["cv_per_agent"]["cheap"]
     assert cheap["cv_brier"] < cheap["cv_brier_base_rate"] - 0.02
 
@@ -124,4 +128,37 @@ def test_an_agent_without_outcomes_is_a_neutral_base_rate():
     data.quality[:, 2] = np.nan
     heads = fit_shrunk_logistic(data.embeddings, data.quality)
     np.testing.assert_allclose(heads.predict(data.embeddings)[:, 2], 0.5)
-    assert heads.choices[2]["shrinkage"] == 0.0
+    assert heads.choices[2]["kind"] == "base_rate"
+
+
+def shared_difficulty(n: int, seed: int) -> RoutingOutcomes:
+    """Six agents whose quality falls with one common difficulty direction (x0); the
+    sixth is right on ~97 % of prompts, so it fails too rarely for a head of its own."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 384))
+    x[:, 0] *= 12.0
+    x = unit_rows(x)
+    hardness = x[:, 0] / x[:, 0].std()
+    base = np.array([-0.5, 0.0, 0.5, 1.0, 1.5, 3.9])
+    p = 1 / (1 + np.exp(-(base[None, :] - 1.6 * hardness[:, None])))
+    quality = (rng.random(p.shape) < p).astype(np.float64)
+    cost = np.broadcast_to(np.geomspace(1e-4, 5e-3, 6), p.shape).copy()
+    agents = [f"a{i}" for i in range(6)]
+    return RoutingOutcomes(
+        [f"d{seed}-{i}" for i in range(n)], agents, x.astype(np.float32), quality, cost, None, ""
+    )
+
+
+def test_a_rarely_failing_agent_borrows_the_shared_difficulty_direction():
+    train, test = shared_difficulty(600, 5), shared_difficulty(2000, 6)
+    heads = fit_shrunk_logistic(train.embeddings, train.quality)
+    strong = heads.choices[5]
+    assert strong["kind"] == "shared", strong
+    # out of sample, the shared head ranks the strong agent's failures far better than chance
+    # and beats its base rate in Brier
+    predicted = heads.predict(test.embeddings)[:, 5]
+    assert roc_auc(predicted, test.quality[:, 5]) > 0.7
+    base_rate = train.quality[:, 5].mean()
+    assert np.mean((predicted - test.quality[:, 5]) ** 2) < np.mean(
+        (base_rate - test.quality[:, 5]) ** 2
+    )
