@@ -15,21 +15,20 @@ circuit, the fallback agent when nothing is eligible) are left to the router.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import MISSING, fields
 from functools import partial
 from typing import Any
 
 import numpy as np
 
 from tinydancer._ids import new_request_id
-from tinydancer.agents.decisions import full_ranking
+from tinydancer.agents.decisions import DECISION_DEFAULTS, full_ranking, objective_name
 from tinydancer.agents.registry import AgentRegistry
 from tinydancer.agents.requests import REQ, eligible_agents, message_sequence, request_row
 from tinydancer.agents.snapshot import AGENT, OUT, RoutingSnapshot, exclusions
 from tinydancer.agents.types import AgentDecision, AgentRequest
 from tinydancer.model.staging import bucket_for
 
-__all__ = ["BatchInputs", "decide_rows", "prepare_inputs"]
+__all__ = ["BatchInputs", "decide_rows", "prepare_inputs", "same_objective"]
 
 BatchInputs = tuple[np.ndarray, np.ndarray, np.ndarray]  # messages, request rows, eligibility
 
@@ -44,7 +43,7 @@ def _steps_bucket(steps: int) -> int:
     return bucket_for(steps) if steps > 16 else 1 << (steps - 1).bit_length()
 
 
-def _same_objective(a: AgentRequest, b: AgentRequest) -> bool:
+def same_objective(a: AgentRequest, b: AgentRequest) -> bool:
     """Whether two requests get the same request row and eligibility (up to the length)."""
     return (
         (a.constraints is b.constraints or a.constraints == b.constraints)
@@ -102,7 +101,7 @@ def prepare_inputs(
     which: list[int] = []
     previous: AgentRequest | None = None
     for request in requests:
-        if previous is None or not _same_objective(request, previous):
+        if previous is None or not same_objective(request, previous):
             distinct.append((request_row(request, snap, 1), eligible_agents(request, snap)))
             previous = request
         which.append(len(distinct) - 1)
@@ -114,17 +113,16 @@ def prepare_inputs(
     return messages, rows, eligible
 
 
-def _objective(request: AgentRequest) -> str:
-    if request.weights:
-        return "custom"
-    return "willingness-to-pay" if request.willingness_to_pay is not None else request.optimize_for
+def _ranking(
+    block: np.ndarray, snap: RoutingSnapshot, order: np.ndarray, row: int, count: int
+) -> Any:
+    return full_ranking(block[row], snap, order[row, :count])
 
 
-def _ranking(out: np.ndarray, snap: RoutingSnapshot, order: np.ndarray, count: int) -> Any:
-    return full_ranking(out, snap, order[:count])
-
-
-_DEFAULTS = {f.name: f.default for f in fields(AgentDecision) if f.default is not MISSING}
+def _exclusions(
+    request: AgentRequest, block: np.ndarray, row: int, snap: RoutingSnapshot, registry: Any
+) -> Any:
+    return exclusions(request, block[row], snap, registry)
 
 
 def decide_rows(
@@ -175,14 +173,13 @@ def decide_rows(
         zip(requests, top.tolist(), ranked_counts.tolist(), strict=True)
     ):
         u, q, c = utilities[i], qualities[i], costs[i]
-        ranked = [
-            (names[p], u[j], q[j], c[j], latency[p])
-            for j, p in enumerate(positions[: min(4, ranked_count)])
+        ranked = [  # `top` holds at most 4 agents
+            (names[p], u[j], q[j], c[j], latency[p]) for j, p in enumerate(positions[:ranked_count])
         ]
         chosen = positions[0]
         decision = object.__new__(AgentDecision)
         decision.__dict__.update(
-            _DEFAULTS,
+            DECISION_DEFAULTS,
             request_id=request.request_id or new_request_id(),
             agent=names[chosen],
             confidence=propensity[i],
@@ -194,13 +191,13 @@ def decide_rows(
             model_version=model_version,
             propensity=propensity[i],
             model_quality=model_quality[i],
-            objective=_objective(request),
+            objective=objective_name(request),
             ranked=ranked,
-            explain=partial(exclusions, request, block[i], snap, registry)
+            explain=partial(_exclusions, request, block, i, snap, registry)
             if ranked_count < everyone
             else None,
             inference_time_us=elapsed_us,
-            rank_all=partial(_ranking, block[i], snap, order[i], ranked_count),
+            rank_all=partial(_ranking, block, snap, order, i, ranked_count),
         )
         decisions.append(decision)
     return decisions

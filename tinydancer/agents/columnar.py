@@ -4,6 +4,7 @@ request but the ids."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,9 +12,20 @@ import numpy as np
 
 from tinydancer._ids import new_request_ids
 from tinydancer.agents.ledger import LedgerBlock
+from tinydancer.agents.requests import eligible_agents, request_row
 from tinydancer.agents.snapshot import OUT, RoutingSnapshot
+from tinydancer.agents.types import AgentRequest
+from tinydancer.errors import InvalidRequestError
+from tinydancer.model.embedding import USABLE_EMBEDDING, describe_unusable
+from tinydancer.model.staging import bucket_for
 
-__all__ = ["ColumnarDecisions", "columnar_decisions", "decided_block"]
+__all__ = [
+    "ColumnarDecisions",
+    "checked_embeddings",
+    "columnar_decisions",
+    "decided_block",
+    "score_in_chunks",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,3 +122,46 @@ def decided_block(
     ).astype(np.float32)  # NaN: the model has no head for that agent
     ranked = np.where(finite & finite[:, :1], order, -1).astype(np.int16)
     return LedgerBlock(ids, tuple(snap.names), ranked, qualities)
+
+
+def checked_embeddings(embeddings: Any, dim: int) -> np.ndarray:
+    """(N, dim) float32, every row finite and non-zero; else the error names the row."""
+    block = np.asarray(embeddings, np.float32)
+    if block.ndim != 2 or block.shape[1] != dim or block.shape[0] == 0:
+        raise InvalidRequestError(
+            "embeddings", f"array of shape {block.shape}", f"shape (N >= 1, {dim})"
+        )
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):  # judged below
+        norms = np.einsum("ij,ij->i", block, block)
+    bad = np.flatnonzero(~np.isfinite(norms) | (norms == 0))
+    if bad.size:
+        raise InvalidRequestError(
+            f"embeddings[{int(bad[0])}]", describe_unusable(block[bad[0]]), USABLE_EMBEDDING
+        )
+    return block
+
+
+def score_in_chunks(
+    block: np.ndarray,
+    template: AgentRequest,
+    snap: RoutingSnapshot,
+    score: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
+    chunk: int,
+) -> np.ndarray:
+    """Kernel output (N, rows, A) for N single-message requests sharing `template`'s
+    objective and constraints, `chunk` rows per call (each padded to its compile bucket);
+    `score(messages, rows, eligible)` is the router's jitted call."""
+    row = request_row(template, snap, 1)
+    eligible_row = eligible_agents(template, snap).astype(np.float32)
+    eligible_row[list(snap.probes)] = 0.0  # bulk rows never probe a half-open circuit
+    outputs = []
+    for start in range(0, block.shape[0], chunk):
+        part = block[start : start + chunk]
+        size = part.shape[0]
+        batch = bucket_for(size) if size > 1 else 1
+        messages = np.zeros((batch, 1, block.shape[1]), np.float32)
+        messages[:size, 0] = part
+        rows = np.broadcast_to(row, (batch, row.shape[0])).copy()
+        eligible = np.broadcast_to(eligible_row, (batch, eligible_row.shape[0]))
+        outputs.append(score(messages, rows, np.ascontiguousarray(eligible))[:size])
+    return np.concatenate(outputs)

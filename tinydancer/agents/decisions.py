@@ -4,6 +4,7 @@ the objective it was chosen under), and the error when nothing was eligible."""
 from __future__ import annotations
 
 import math
+from dataclasses import MISSING, fields
 from typing import Any
 
 import numpy as np
@@ -13,7 +14,25 @@ from tinydancer.agents.snapshot import AGENT, OUT, RoutingSnapshot, exclusions
 from tinydancer.agents.types import AgentDecision, AgentRequest
 from tinydancer.errors import AgentsUnavailableError, NoEligibleAgentError
 
-__all__ = ["build_decision", "full_ranking", "model_qualities", "no_eligible"]
+__all__ = [
+    "DECISION_DEFAULTS",
+    "build_decision",
+    "full_ranking",
+    "model_qualities",
+    "no_eligible",
+    "objective_name",
+]
+
+# A decision's default fields: the hot paths fill a decision's __dict__ directly (the
+# frozen dataclass's __init__ sets its 19 fields one `object.__setattr__` at a time).
+DECISION_DEFAULTS = {f.name: f.default for f in fields(AgentDecision) if f.default is not MISSING}
+
+
+def objective_name(request: AgentRequest) -> str:
+    """The objective a decision was made under, as it reports it."""
+    if request.weights:
+        return "custom"
+    return "willingness-to-pay" if request.willingness_to_pay is not None else request.optimize_for
 
 
 def build_decision(
@@ -64,11 +83,7 @@ def build_decision(
         # the probability this policy chose the agent: a probe or the fallback is certain
         propensity=1.0 if fallback or probe else propensity[best],
         model_quality=model_quality[best],
-        objective="custom"
-        if request.weights
-        else (
-            "willingness-to-pay" if request.willingness_to_pay is not None else request.optimize_for
-        ),
+        objective=objective_name(request),
         explain=(lambda: exclusions(request, out, snap, registry))
         if ranked_count < len(snap.names)
         else None,

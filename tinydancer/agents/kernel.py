@@ -9,7 +9,8 @@ Per request b and agent a (all vectorised, no loop over agents or requests):
     cost[b, a]      per-request + per-1k-tokens price (tokens given) or the observed mean
     utility_s       w_q q_s - cost_scale cost - latency_scale latency + w_sim similarity
     choice          argmax over eligible agents of utility_0 (draw 0 decides)
-    propensity[a]   share of the S draws in which a wins (the policy's probability)
+    propensity[a]   for the chosen agent a: the share of the S draws in which it wins
+                    (the policy's probability of choosing it); 0 for the others
 
 Agent columns (`AGENT_ROWS`) and request parameters (`REQUEST_COLUMNS`) travel as one
 float32 array each, so a call passes few host arrays.
@@ -74,6 +75,37 @@ OUTPUT_ROWS = (
 )
 
 
+_WEIGHTS = ("w_quality", "cost_scale", "latency_scale", "w_similarity")
+
+
+def _utility(
+    q: jax.Array,
+    weights: list[jax.Array],
+    cost: jax.Array,
+    latency: jax.Array,
+    similarity: jax.Array,
+    ok: jax.Array,
+) -> jax.Array:
+    """The objective's utility of qualities q, -inf where the agent is not eligible; every
+    operand broadcast to q's layout (the same operations in the same order in each, so a
+    draw's utility is the same float in every layout)."""
+    w_quality, cost_scale, latency_scale, w_similarity = weights
+    u = (
+        w_quality * q
+        - cost_scale * cost
+        - latency_scale * jnp.maximum(latency, 0.0)
+        + w_similarity * similarity
+    )
+    return jnp.where(ok, u, -jnp.inf)
+
+
+def _first_max(values: jax.Array, index: jax.Array) -> jax.Array:
+    """The index of the first maximum along the last axis, as two plain reductions, which
+    XLA's CPU backend runs faster than its variadic argmax reduction."""
+    top = values.max(axis=-1, keepdims=True)
+    return jnp.min(jnp.where(values == top, index, index.shape[0]), axis=-1)
+
+
 @partial(jax.jit, static_argnames=("layout", "draws", "explore"))
 def score_agents(
     qpack: jax.Array,  # the dequantized matrices (float32) when spack is None
@@ -83,7 +115,7 @@ def score_agents(
     agents: jax.Array,  # (len(AGENT_ROWS), A)
     specialization: jax.Array,  # (A, D)
     inputs: jax.Array,  # (B, T D + len(REQUEST_COLUMNS) + A), see below
-    normals: jax.Array,  # (P, A, 2) pool of standard normal draws, on the device
+    normals: jax.Array,  # (P, 2, A) pool of standard normal draws, on the device
     *,
     layout: tuple[Any, ...],
     draws: int,
@@ -140,14 +172,11 @@ def score_agents(
     )
 
     def utility(q: jax.Array) -> jax.Array:
-        u = (
-            col["w_quality"][:, None] * q
-            - col["cost_scale"][:, None] * cost
-            - col["latency_scale"][:, None] * jnp.maximum(latency, 0.0)
-            + col["w_similarity"][:, None] * similarity
-        )
-        return jnp.where(ok, u, -jnp.inf)
+        weights = [col[name][:, None] for name in _WEIGHTS]
+        return _utility(q, weights, cost, latency, similarity, ok)
 
+    agents_count = ok.shape[-1]
+    index = jnp.arange(agents_count, dtype=jnp.int32)
     if explore:
         # The deciding draw is the request's own (pool row offset_b); the draws that
         # estimate its propensity are shared by the batch (rows offset_0 + 1 .. S - 1):
@@ -158,28 +187,47 @@ def score_agents(
         mean = jnp.einsum("bak,ak->ba", phi, mu)  # (B, A) before clipping
         v0 = row["l00"][None, :] + row["l10"][None, :] * p_model  # (B, A) = (L^T phi)_0
         v1 = row["l11"][None, :] * p_model  # (B, A) = (L^T phi)_1
-        z_own = jnp.take(normals, offsets, axis=0)  # (B, A, 2)
-        chosen = utility(jnp.clip(mean + z_own[..., 0] * v0 + z_own[..., 1] * v1, 0.0, 1.0))
-        z_shared = jax.lax.dynamic_slice_in_dim(
-            normals, offsets[0] + 1, draws - 1, axis=0
-        )  # (S-1, A, 2)
-        samples = jnp.clip(
-            mean[None] + z_shared[:, None, :, 0] * v0[None] + z_shared[:, None, :, 1] * v1[None],
-            0.0,
-            1.0,
-        )  # (S-1, B, A)
-        utilities = jnp.concatenate([chosen[None], utility(samples)], axis=0)  # (S, B, A)
-        agents_count = ok.shape[-1]
-        index = jnp.arange(agents_count, dtype=jnp.int32)
-        top = utilities.max(axis=-1, keepdims=True)
-        # argmax (first maximum) as two plain reductions, which XLA's CPU backend runs
-        # faster than its variadic argmax reduction
-        first = jnp.min(jnp.where(utilities == top, index, agents_count), axis=-1)  # (S, B)
-        wins = (first[..., None] == index).astype(jnp.float32)  # (S, B, A)
-        propensity = jnp.where(ok, wins.mean(axis=0), 0.0)
+        z_own = jnp.take(normals, offsets, axis=0)  # (B, 2, A)
+        chosen = utility(jnp.clip(mean + z_own[:, 0] * v0 + z_own[:, 1] * v1, 0.0, 1.0))
+        best = _first_max(chosen, index)  # (B,) the choice
+        # Only the choice's propensity is read: the share of the draws in which `best` is
+        # the first maximum. The draws are laid out (agent, draw, request), so the
+        # reductions over agents are elementwise maxima of contiguous (draw, request)
+        # slabs (over the last axis of (draw, request, agent) they were 4x slower).
+        z = jax.lax.dynamic_slice_in_dim(normals, offsets[0] + 1, draws - 1, axis=0)  # (S-1, 2, A)
+        z0, z1 = z[:, 0].T, z[:, 1].T  # (A, S-1)
+        mean_t, v0_t, v1_t, cost_t, similarity_t, ok_t = (
+            v.T for v in (mean, v0, v1, cost, similarity, ok)
+        )  # (A, B)
+        latency_t = jnp.broadcast_to(latency, cost.shape).T
+        samples = _utility(
+            jnp.clip(
+                mean_t[:, None] + z0[:, :, None] * v0_t[:, None] + z1[:, :, None] * v1_t[:, None],
+                0.0,
+                1.0,
+            ),
+            [col[name][None, None, :] for name in _WEIGHTS],
+            cost_t[:, None],
+            latency_t[:, None],
+            similarity_t[:, None],
+            ok_t[:, None],
+        )  # (A, S-1, B)
+        rank = index[:, None, None]
+        first = best[None, None, :]
+        # `best` is the first maximum iff it beats every earlier agent and ties no later
+        # one; beating u strictly is reaching the next float above u: one reduction.
+        rivals = jnp.where(
+            rank == first,
+            -jnp.inf,
+            jnp.where(rank < first, jnp.nextafter(samples, jnp.inf), samples),
+        ).max(axis=0)  # (S-1, B)
+        own = jnp.take_along_axis(samples, first, axis=0)[0]  # (S-1, B)
+        wins = (own >= rivals).sum(axis=0)  # (B,)
+        share = (1.0 + wins.astype(jnp.float32)) / draws  # draw 0 is the choice's own win
+        propensity = jnp.where(ok & (index[None, :] == best[:, None]), share[:, None], 0.0)
     else:
         chosen = utility(quality)
-        propensity = jnp.where(ok, jax.nn.one_hot(jnp.argmax(chosen, axis=-1), ok.shape[-1]), 0.0)
+        propensity = jnp.where(ok, jax.nn.one_hot(jnp.argmax(chosen, axis=-1), agents_count), 0.0)
     uncertainty = jnp.where(known, uncertainty_jnp(table, p_model), 1.0)
     rows = [
         chosen,

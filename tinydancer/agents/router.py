@@ -26,33 +26,36 @@ import numpy as np
 from tinydancer._ids import new_request_id
 from tinydancer.agents.batch import decide_rows, prepare_inputs
 from tinydancer.agents.breaker import BreakerState, CircuitBreaker, RoutingBreaker
-from tinydancer.agents.columnar import ColumnarDecisions, columnar_decisions, decided_block
+from tinydancer.agents.columnar import (
+    ColumnarDecisions,
+    checked_embeddings,
+    columnar_decisions,
+    decided_block,
+    score_in_chunks,
+)
 from tinydancer.agents.config import AgentRouterConfig
 from tinydancer.agents.decisions import build_decision, model_qualities, no_eligible
+from tinydancer.agents.draws import ThompsonDraws
 from tinydancer.agents.kernel import score_agents
 from tinydancer.agents.ledger import DecisionLedger
+from tinydancer.agents.lone import LoneInputs, is_lone, lone_decision
 from tinydancer.agents.registry import AgentRegistry
-from tinydancer.agents.requests import REQ, eligible_agents, request_row
+from tinydancer.agents.requests import REQ
 from tinydancer.agents.snapshot import OUT, RoutingSnapshot, build_snapshot
 from tinydancer.agents.text import Encoder, with_embeddings, with_tokens
 from tinydancer.agents.types import AgentDecision, AgentRequest
 from tinydancer.agents.warm import WARM_BATCHES, WARM_STEPS, warm_kernel
 from tinydancer.errors import (
-    InvalidRequestError,
     ModelFileError,
     NoEligibleAgentError,
 )
 from tinydancer.model.conformal import uncertainty_table
-from tinydancer.model.embedding import USABLE_EMBEDDING, describe_unusable
 from tinydancer.model.quantization import dequantized, pack
-from tinydancer.model.staging import bucket_for
 from tinydancer.model.weights import RouterModel, load_model, shipped_model_path
 from tinydancer.runtime import use_sync_dispatch
 from tinydancer.text.encoder import LazyEncoder
 
 __all__ = ["AgentRouter", "AgentRouterConfig", "ColumnarDecisions"]
-
-_POOL_DRAWS = 8192  # rows of the Thompson-draw pool
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,6 +65,7 @@ class _Model:
     layout: tuple[Any, ...]
     table: Any
     heads: dict[str, int]
+    dim: int  # the embedding dimension (read on every request)
 
 
 class AgentRouter:
@@ -87,15 +91,15 @@ class AgentRouter:
         self._clock = clock
         self.encoder: Encoder = encoder if encoder is not None else LazyEncoder()
         self._lock = threading.Lock()
-        self._offsets = np.random.default_rng(self.config.seed)
-        self._pool: tuple[int, Any] | None = None  # (agent bucket, (P, A, 2) normals on the device)
+        self.draws = ThompsonDraws(self.config.seed)
+        self._lone = LoneInputs()
         self.ledger = DecisionLedger(self.config.decision_cache_size)
         self._permits: dict[str, int] = {}
         self._model = self._prepare(
             model if model is not None else self._read(self.config.model_path)
         )
         self.registry.set_known_to_model(self._model.heads)
-        self.registry.embedding_dim = self._model.model.embedding.dim
+        self.registry.embedding_dim = self._model.dim
         self._snapshot: RoutingSnapshot | None = None
         if self.config.warm:
             self.warm()
@@ -118,6 +122,7 @@ class AgentRouter:
             layout,
             jnp.asarray(uncertainty_table(model.calibration)),
             {name: i for i, name in enumerate(model.feature_schema["agents"])},
+            model.embedding.dim,
         )
 
     @property
@@ -169,7 +174,7 @@ class AgentRouter:
             self.registry,
             self.breaker,
             self._model.heads,
-            self._model.model.embedding.dim,
+            self._model.dim,
             self.config.default_tokens,
             self._permit_available,
             now,
@@ -184,18 +189,35 @@ class AgentRouter:
         self._permits[name] = self._permits.get(name, 0) + granted
         return granted > 0
 
-    def _normals(self, agent_bucket: int) -> Any:
-        """The device pool of standard normals for Thompson draws (regenerated per agent bucket)."""
-        if self._pool is None or self._pool[0] != agent_bucket:
-            rng = np.random.default_rng([self.config.seed, agent_bucket])
-            self._pool = (
-                agent_bucket,
-                jnp.asarray(rng.standard_normal((_POOL_DRAWS, agent_bucket, 2), np.float32)),
-            )
-        return self._pool[1]
-
     # -- routing ---------------------------------------------------------------------------
     def route(self, request: AgentRequest) -> AgentDecision:
+        if not is_lone(request):  # messages, text or chat: the general path
+            return self.route_batch([request])[0]
+        start = time.perf_counter_ns()
+        model = self._model
+        with self._lock:
+            snap = self.snapshot()
+            if snap.names and not snap.probes:  # else: the request-by-request rules
+                dim = model.dim
+                inputs = self._lone.fill(request, snap, dim)
+                inputs[0, dim + REQ["offset"]] = self.draws.offsets(1, self._draws())[0]
+                out = self._score_inputs(model, snap, inputs)[0]
+                elapsed = (time.perf_counter_ns() - start) / 1e3
+                made = lone_decision(
+                    request,
+                    out,
+                    snap,
+                    self._lone.latency,
+                    registry=self.registry,
+                    model_version=model.model.version,
+                    elapsed_us=elapsed,
+                )
+                if made is None:  # nothing eligible: the fallback rules
+                    return self._decide(request, out, snap, elapsed, True)
+                decision, allowed, qualities = made
+                self.ledger.remember(decision.request_id, allowed, qualities)
+                self.breaker.routed(decision.request_id, decision.agent)
+                return decision
         return self.route_batch([request])[0]
 
     def route_batch(
@@ -212,7 +234,7 @@ class AgentRouter:
             if not snap.names:
                 raise NoEligibleAgentError({"registry": ["(no agents registered)"]})
             messages, rows, eligible = prepare_inputs(
-                requests, snap, model.model.embedding.dim, self.config.max_messages
+                requests, snap, model.dim, self.config.max_messages
             )
             out = self._score(model, snap, messages, rows, eligible)
             elapsed = (time.perf_counter_ns() - start) / 1e3
@@ -255,10 +277,16 @@ class AgentRouter:
     ) -> np.ndarray:
         """The one jitted call: every agent for every request. `seeded`: each row's draw
         offset comes from the seeded stream (else it stays as given: warm-up)."""
-        draws = self.registry.bandit_config.propensity_samples + 1
         if seeded:
-            rows[:, REQ["offset"]] = self._offsets.integers(0, _POOL_DRAWS - draws, rows.shape[0])
+            rows[:, REQ["offset"]] = self.draws.offsets(rows.shape[0], self._draws())
         inputs = np.concatenate([messages.reshape(messages.shape[0], -1), rows, eligible], axis=1)
+        return self._score_inputs(model, snap, inputs)
+
+    def _draws(self) -> int:
+        return self.registry.bandit_config.propensity_samples + 1  # the deciding draw + the rest
+
+    def _score_inputs(self, model: _Model, snap: RoutingSnapshot, inputs: np.ndarray) -> np.ndarray:
+        """The jitted call on the kernel's one host array (see `score_agents`)."""
         return np.asarray(
             score_agents(
                 *model.weights,
@@ -266,9 +294,9 @@ class AgentRouter:
                 snap.agents,
                 snap.specialization,
                 inputs,
-                self._normals(len(snap.base_eligible)),
+                self.draws.pool(len(snap.base_eligible)),
                 layout=model.layout,
-                draws=draws,
+                draws=self._draws(),
                 explore=self.config.explore,
             )
         )
@@ -289,39 +317,14 @@ class AgentRouter:
         """
         template = template or AgentRequest()
         model = self._model
-        dim = model.model.embedding.dim
-        block = np.asarray(embeddings, np.float32)
-        if block.ndim != 2 or block.shape[1] != dim or block.shape[0] == 0:
-            raise InvalidRequestError(
-                "embeddings", f"array of shape {block.shape}", f"shape (N >= 1, {dim})"
-            )
-        with np.errstate(over="ignore", under="ignore", invalid="ignore"):  # judged below
-            norms = np.einsum("ij,ij->i", block, block)
-        bad = np.flatnonzero(~np.isfinite(norms) | (norms == 0))
-        if bad.size:
-            raise InvalidRequestError(
-                f"embeddings[{int(bad[0])}]", describe_unusable(block[bad[0]]), USABLE_EMBEDDING
-            )
-        count = block.shape[0]
-        outputs = []
+        block = checked_embeddings(embeddings, model.dim)
         with self._lock:
             snap = self.snapshot()
             if not snap.names:
                 raise NoEligibleAgentError({"registry": ["(no agents registered)"]})
-            row = request_row(template, snap, 1)
-            eligible_row = eligible_agents(template, snap).astype(np.float32)
-            eligible_row[list(snap.probes)] = 0.0  # bulk rows never probe a half-open circuit
-            for start in range(0, count, chunk):
-                part = block[start : start + chunk]
-                size = part.shape[0]
-                batch = bucket_for(size) if size > 1 else 1
-                messages = np.zeros((batch, 1, dim), np.float32)
-                messages[:size, 0] = part
-                rows = np.broadcast_to(row, (batch, row.shape[0])).copy()
-                eligible = np.broadcast_to(eligible_row, (batch, eligible_row.shape[0]))
-                out = self._score(model, snap, messages, rows, np.ascontiguousarray(eligible))
-                outputs.append(out[:size])
-        out = np.concatenate(outputs)  # (N, rows, A)
+            out = score_in_chunks(
+                block, template, snap, lambda *inputs: self._score(model, snap, *inputs), chunk
+            )
         result, decided = columnar_decisions(out, snap, model.model.version, remember=remember)
         if decided is not None:
             self.ledger.remember_block(decided)
@@ -400,7 +403,7 @@ class AgentRouter:
         rebuild the routing snapshot off the request path."""
         with self._lock:
             registry.set_known_to_model(self._model.heads)
-            registry.embedding_dim = self._model.model.embedding.dim
+            registry.embedding_dim = self._model.dim
             self.registry, self.breaker, self._snapshot = registry, breaker, None
             self._permits.clear()
             self.snapshot()

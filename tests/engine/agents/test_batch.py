@@ -42,15 +42,15 @@ def one_by_one(monkeypatch, requests):
     return router, router.route_batch(requests)
 
 
-@pytest.mark.parametrize("batch", [mixed_batch, conversation_batch])
-def test_the_batch_path_decides_as_request_by_request(monkeypatch, batch):
-    requests = batch()
-    fast_router = make_router(seed=7)
-    fast = fast_router.route_batch(requests)
-    slow_router, slow = one_by_one(monkeypatch, requests)
-    assert len(fast) == len(slow) == len(requests)
+def assert_same_decisions(fast_router, fast, slow_router, slow) -> None:
+    """Two paths' decisions agree field for field, and so do their ledger entries."""
     for f, s in zip(fast, slow, strict=True):
-        assert (f.agent, f.objective, f.fallback, f.probe) == (s.agent, s.objective, False, False)
+        assert (f.agent, f.objective, f.fallback, f.probe) == (
+            s.agent,
+            s.objective,
+            s.fallback,
+            s.probe,
+        )
         assert [r[0] for r in f.ranked] == [r[0] for r in s.ranked]
         np.testing.assert_allclose([r[1:4] for r in f.ranked], [r[1:4] for r in s.ranked])
         assert (f.confidence, f.propensity, f.uncertainty) == (
@@ -64,12 +64,28 @@ def test_the_batch_path_decides_as_request_by_request(monkeypatch, batch):
             s.model_quality,
         )
         assert f.ranking == s.ranking and dict(f.excluded) == dict(s.excluded)
+        assert (f.similarity, f.estimated_cost_usd, f.model_version) == (
+            s.similarity,
+            s.estimated_cost_usd,
+            s.model_version,
+        )
         assert f.reason == s.reason
         # what the ledger holds for feedback is the same
         fe = fast_router.ledger.check(f.request_id, f.agent)
         se = slow_router.ledger.check(s.request_id, s.agent)
         assert fe.allowed == se.allowed
         assert fe.model_quality == pytest.approx(se.model_quality, rel=1e-6)
+
+
+@pytest.mark.parametrize("batch", [mixed_batch, conversation_batch])
+def test_the_batch_path_decides_as_request_by_request(monkeypatch, batch):
+    requests = batch()
+    fast_router = make_router(seed=7)
+    fast = fast_router.route_batch(requests)
+    slow_router, slow = one_by_one(monkeypatch, requests)
+    assert len(fast) == len(slow) == len(requests)
+    assert_same_decisions(fast_router, fast, slow_router, slow)
+    assert not any(d.fallback or d.probe for d in fast)
     assert fast[-1].request_id == slow[-1].request_id or batch is conversation_batch
     assert len({d.request_id for d in fast}) == len(fast)
 

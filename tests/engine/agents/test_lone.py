@@ -1,0 +1,83 @@
+"""The lone-request path of `AgentRouter.route` (one embedding: a reused input row,
+offsets drawn in blocks, the decision read from one `tolist`) decides exactly as the
+request-by-request path, errs as it does and draws the same random stream."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tinydancer import EmbeddingError
+from tinydancer.agents.draws import POOL_DRAWS
+from tinydancer.agents.types import AgentRequest, Constraints
+
+from .test_batch import assert_same_decisions, mixed_batch
+from .test_router import NAMES, embedding, make_router
+
+
+def lone_sequence() -> list[AgentRequest]:
+    impossible = Constraints(max_cost_usd=0.0, min_quality=1.0)  # the fallback agent's
+    return [
+        *mixed_batch(),
+        AgentRequest(embedding=embedding(50), constraints=impossible),
+        AgentRequest(
+            embedding=embedding(51), constraints=Constraints(required_capabilities={"code"})
+        ),
+        AgentRequest(embedding=embedding(52).astype(np.float64)),  # converted, as generally
+        AgentRequest(embedding=np.full(384, 1e-17, np.float32)),  # tiny but usable in float32
+        AgentRequest(embedding=embedding(53)),
+    ]
+
+
+def test_route_decides_as_the_request_by_request_path():
+    """Two routers with one seed, fed the same requests and the same feedback (so the
+    snapshot, and with it the lone path's cached input row, changes as it goes)."""
+    lone = make_router(seed=11, fallback_agent=NAMES[2])
+    general = make_router(seed=11, fallback_agent=NAMES[2])
+    for i, request in enumerate(lone_sequence() * 2):
+        fast = lone.route(request)
+        slow = general.route_batch([request])[0]  # one request: decided request by request
+        assert_same_decisions(lone, [fast], general, [slow])
+        if i % 3 == 0 and not fast.fallback:
+            for router, decision in ((lone, fast), (general, slow)):
+                router.record_outcome(
+                    decision.request_id, decision.agent, success=i % 2 == 0, quality=0.5
+                )
+    assert any(d.fallback for d in [lone.route(lone_sequence()[-5])])
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.zeros(384, np.float32),
+        np.full(384, np.nan, np.float32),
+        np.full(384, 3e38, np.float32),  # finite, but the squared norm overflows float32
+        np.full(384, 1e-40, np.float32),  # denormals: the squared norm underflows to 0
+        np.ones(12, np.float32),
+        ["a"] * 384,
+    ],
+    ids=["zero", "nan", "overflow", "underflow", "dimension", "strings"],
+)
+def test_a_bad_embedding_is_refused_as_the_general_path_refuses_it(bad):
+    lone, general = make_router(seed=3), make_router(seed=3)
+    with pytest.raises(EmbeddingError) as fast:
+        lone.route(AgentRequest(embedding=bad))
+    with pytest.raises(EmbeddingError) as slow:
+        general.route_batch([AgentRequest(embedding=bad)])
+    assert str(fast.value) == str(slow.value) and "embedding" in str(fast.value)
+    assert len(lone.ledger) == 0
+    # nothing was drawn for the refused request: the next decisions still agree
+    request = AgentRequest(embedding=embedding(9))
+    assert_same_decisions(lone, [lone.route(request)], general, [general.route_batch([request])[0]])
+
+
+def test_offsets_drawn_in_blocks_are_the_seeded_stream_call_by_call():
+    router = make_router(seed=5)
+    draws = router.registry.bandit_config.propensity_samples + 1
+    high = POOL_DRAWS - draws
+    sizes = [1] * 300 + [7, 300, 1, 256, 1]
+    drawn = np.concatenate([router.draws.offsets(n, draws) for n in sizes])
+    stream = np.random.default_rng(5)
+    one_by_one = np.concatenate([stream.integers(0, high, n) for n in sizes])
+    np.testing.assert_array_equal(drawn, one_by_one)
+    assert drawn.min() >= 0 and drawn.max() < high
