@@ -39,7 +39,7 @@ def cluster(tmp_path_factory):
     running.history_file = history  # type: ignore[attr-defined]
     running.routed_ids = []  # type: ignore[attr-defined]
     running.load_ids = []  # type: ignore[attr-defined]  (requests of the fault tests)
-    running.allowed_history_loss = 100  # type: ignore[attr-defined]  (0.2 s of a killed replica's traffic)
+    running.allowed_history_loss = 0  # type: ignore[attr-defined]  (the fault tests add theirs)
     yield running
     if running.handle is not None:
         running.stop()

@@ -66,6 +66,14 @@ def test_killing_a_replica_under_load_loses_almost_nothing(cluster):
         f"{[round(a - killed_at, 1) for _, a, _ in failed]} s after the kill), success {success:.4%}"
     )
     assert len(results) > 1000
+    # The killed replica's history buffer dies with it: its decisions since its last push
+    # (every `history_push_interval_s`) and those of a push still in flight, which on a
+    # loaded 2-core machine can take up to about a second. Bounded by its own rate (the
+    # faster routing is, the more a fixed count would be exceeded), at least 100.
+    per_replica = len(results) / LOAD_S / cluster.args.num_replicas
+    cluster.allowed_history_loss += max(
+        100, int(per_replica * (cluster.args.history_push_interval_s + 1.0))
+    )
     # What a kill may cost: the requests in flight on the killed replica, plus the few the
     # ingress sent it before it marked it down (HAProxy does so after a handful of
     # connection errors: at most one more per client here). Nothing sent outside the kill's

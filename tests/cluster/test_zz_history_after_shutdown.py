@@ -2,7 +2,8 @@
 
 Requests served by the replica that test_under_load kills with `ray.kill` (no graceful
 drain) may be lost from the history: at most what that replica had buffered, i.e. its
-last `history_push_interval_s` (0.2 s) of decisions. Everything else must be there.
+decisions since its last push and a push in flight (the bound is set from its rate in
+that test). Everything else must be there.
 """
 
 from __future__ import annotations
