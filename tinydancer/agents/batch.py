@@ -168,36 +168,36 @@ def decide_rows(
     latency = [None if v < 0 else v for v in snap.columns[AGENT["latency_ms"]].tolist()]
     names = snap.names
     everyone = len(names)
+    # the fields every row shares, copied into each decision's __dict__ (measured: half
+    # the cost of `__dict__.update(**fields)` per row)
+    shared = dict(DECISION_DEFAULTS, model_version=model_version, inference_time_us=elapsed_us)
+    ids = [r.request_id or new_request_id() for r in requests]
     decisions = []
-    for i, (request, positions, ranked_count) in enumerate(
-        zip(requests, top.tolist(), ranked_counts.tolist(), strict=True)
+    for i, (request, positions, ranked_count, u, q, c) in enumerate(
+        zip(
+            requests, top.tolist(), ranked_counts.tolist(), utilities, qualities, costs, strict=True
+        )
     ):
-        u, q, c = utilities[i], qualities[i], costs[i]
-        ranked = [  # `top` holds at most 4 agents
-            (names[p], u[j], q[j], c[j], latency[p]) for j, p in enumerate(positions[:ranked_count])
-        ]
         chosen = positions[0]
         decision = object.__new__(AgentDecision)
-        decision.__dict__.update(
-            DECISION_DEFAULTS,
-            request_id=request.request_id or new_request_id(),
-            agent=names[chosen],
-            confidence=propensity[i],
-            uncertainty=uncertainty[i],
-            estimated_cost_usd=c[0],
-            estimated_latency_ms=latency[chosen],
-            expected_quality=q[0],
-            similarity=similarity[i],
-            model_version=model_version,
-            propensity=propensity[i],
-            model_quality=model_quality[i],
-            objective=objective_name(request),
-            ranked=ranked,
-            explain=partial(_exclusions, request, block, i, snap, registry)
-            if ranked_count < everyone
-            else None,
-            inference_time_us=elapsed_us,
-            rank_all=partial(_ranking, block, snap, order, i, ranked_count),
+        fields = decision.__dict__
+        fields.update(shared)
+        fields["request_id"] = ids[i]
+        fields["agent"] = names[chosen]
+        fields["confidence"] = fields["propensity"] = propensity[i]
+        fields["uncertainty"] = uncertainty[i]
+        fields["estimated_cost_usd"] = c[0]
+        fields["estimated_latency_ms"] = latency[chosen]
+        fields["expected_quality"] = q[0]
+        fields["similarity"] = similarity[i]
+        fields["model_quality"] = model_quality[i]
+        fields["objective"] = objective_name(request)
+        ranked = positions[:ranked_count]  # `top` holds at most 4 agents
+        fields["ranked"] = list(  # as long as `ranked`: zip stops at the shortest
+            zip([names[p] for p in ranked], u, q, c, [latency[p] for p in ranked], strict=False)
         )
+        if ranked_count < everyone:
+            fields["explain"] = partial(_exclusions, request, block, i, snap, registry)
+        fields["rank_all"] = partial(_ranking, block, snap, order, i, ranked_count)
         decisions.append(decision)
     return decisions

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tinydancer import EmbeddingError
-from tinydancer.agents.draws import POOL_DRAWS
+from tinydancer.agents.draws import POOL_DRAWS, ThompsonDraws
 from tinydancer.agents.types import AgentRequest, Constraints
 
 from .test_batch import assert_same_decisions, mixed_batch
@@ -81,3 +81,14 @@ def test_offsets_drawn_in_blocks_are_the_seeded_stream_call_by_call():
     one_by_one = np.concatenate([stream.integers(0, high, n) for n in sizes])
     np.testing.assert_array_equal(drawn, one_by_one)
     assert drawn.min() >= 0 and drawn.max() < high
+
+
+def test_another_number_of_draws_drops_what_was_drawn_for_the_old_bound():
+    draws = ThompsonDraws(seed=2)
+    first = draws.offsets(3, 65)  # a block of 256 drawn below POOL_DRAWS - 65
+    later = draws.offsets(500, 8000)  # a bound of 192: the rest of that block is not used
+    assert first.max() < POOL_DRAWS - 65 and later.max() < POOL_DRAWS - 8000
+    stream = np.random.default_rng(2)
+    np.testing.assert_array_equal(first, stream.integers(0, POOL_DRAWS - 65, 256)[:3])
+    np.testing.assert_array_equal(later, stream.integers(0, POOL_DRAWS - 8000, 500))
+    assert draws.pool(16).shape == (POOL_DRAWS, 2, 16)
