@@ -24,15 +24,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from tinydancer._ids import new_request_id
+from tinydancer.agents import columnar
 from tinydancer.agents.batch import decide_rows, prepare_inputs
 from tinydancer.agents.breaker import BreakerState, CircuitBreaker, RoutingBreaker
-from tinydancer.agents.columnar import (
-    ColumnarDecisions,
-    checked_embeddings,
-    columnar_decisions,
-    decided_block,
-    score_in_chunks,
-)
+from tinydancer.agents.columnar import ColumnarDecisions, columnar_decisions, decided_block
 from tinydancer.agents.config import AgentRouterConfig
 from tinydancer.agents.decisions import build_decision, model_qualities, no_eligible
 from tinydancer.agents.draws import ThompsonDraws
@@ -45,10 +40,7 @@ from tinydancer.agents.snapshot import OUT, RoutingSnapshot, build_snapshot
 from tinydancer.agents.text import Encoder, with_embeddings, with_tokens
 from tinydancer.agents.types import AgentDecision, AgentRequest
 from tinydancer.agents.warm import WARM_BATCHES, WARM_STEPS, warm_kernel
-from tinydancer.errors import (
-    ModelFileError,
-    NoEligibleAgentError,
-)
+from tinydancer.errors import ModelFileError, NoEligibleAgentError
 from tinydancer.model.conformal import uncertainty_table
 from tinydancer.model.quantization import dequantized, pack
 from tinydancer.model.weights import RouterModel, load_model, shipped_model_path
@@ -191,34 +183,38 @@ class AgentRouter:
 
     # -- routing ---------------------------------------------------------------------------
     def route(self, request: AgentRequest) -> AgentDecision:
-        if not is_lone(request):  # messages, text or chat: the general path
-            return self.route_batch([request])[0]
+        return self.route_batch([request])[0]
+
+    def _route_lone(self, request: AgentRequest, remember: bool) -> AgentDecision | None:
+        """One embedding request by the lone path (`agents.lone`); None when the general
+        rules apply (no agent registered, or a probe pending)."""
         start = time.perf_counter_ns()
         model = self._model
         with self._lock:
             snap = self.snapshot()
-            if snap.names and not snap.probes:  # else: the request-by-request rules
-                dim = model.dim
-                inputs = self._lone.fill(request, snap, dim)
-                inputs[0, dim + REQ["offset"]] = self.draws.offsets(1, self._draws())[0]
-                out = self._score_inputs(model, snap, inputs)[0]
-                elapsed = (time.perf_counter_ns() - start) / 1e3
-                made = lone_decision(
-                    request,
-                    out,
-                    snap,
-                    self._lone.latency,
-                    registry=self.registry,
-                    model_version=model.model.version,
-                    elapsed_us=elapsed,
-                )
-                if made is None:  # nothing eligible: the fallback rules
-                    return self._decide(request, out, snap, elapsed, True)
-                decision, allowed, qualities = made
+            if not snap.names or snap.probes:
+                return None
+            dim = model.dim
+            inputs = self._lone.fill(request, snap, dim)
+            inputs[0, dim + REQ["offset"]] = self.draws.offsets(1, self._draws())[0]
+            out = self._score_inputs(model, snap, inputs)[0]
+            elapsed = (time.perf_counter_ns() - start) / 1e3
+            made = lone_decision(
+                request,
+                out,
+                snap,
+                self._lone.latency,
+                registry=self.registry,
+                model_version=model.model.version,
+                elapsed_us=elapsed,
+            )
+            if made is None:  # nothing eligible: the fallback rules
+                return self._decide(request, out, snap, elapsed, remember)
+            decision, allowed, qualities = made
+            if remember:
                 self.ledger.remember(decision.request_id, allowed, qualities)
                 self.breaker.routed(decision.request_id, decision.agent)
-                return decision
-        return self.route_batch([request])[0]
+            return decision
 
     def route_batch(
         self, requests: Sequence[AgentRequest], *, remember: bool = True
@@ -226,6 +222,10 @@ class AgentRouter:
         """Route many requests in one jitted call (one decision per request, in order)."""
         if not requests:
             return []
+        if len(requests) == 1 and is_lone(requests[0]):  # `route`, a replica's lone request
+            lone = self._route_lone(requests[0], remember)
+            if lone is not None:
+                return [lone]
         start = time.perf_counter_ns()
         requests, tokens = with_embeddings(requests, self.encoder, self.config.max_messages)
         model = self._model
@@ -317,12 +317,12 @@ class AgentRouter:
         """
         template = template or AgentRequest()
         model = self._model
-        block = checked_embeddings(embeddings, model.dim)
+        block = columnar.checked_embeddings(embeddings, model.dim)
         with self._lock:
             snap = self.snapshot()
             if not snap.names:
                 raise NoEligibleAgentError({"registry": ["(no agents registered)"]})
-            out = score_in_chunks(
+            out = columnar.score_in_chunks(
                 block, template, snap, lambda *inputs: self._score(model, snap, *inputs), chunk
             )
         result, decided = columnar_decisions(out, snap, model.model.version, remember=remember)

@@ -15,6 +15,13 @@ from .test_batch import assert_same_decisions, mixed_batch
 from .test_router import NAMES, embedding, make_router
 
 
+def general_router(**config):
+    """A router that never takes the lone path (its decisions are the reference)."""
+    router = make_router(**config)
+    router._route_lone = lambda request, remember: None
+    return router
+
+
 def lone_sequence() -> list[AgentRequest]:
     impossible = Constraints(max_cost_usd=0.0, min_quality=1.0)  # the fallback agent's
     return [
@@ -33,10 +40,10 @@ def test_route_decides_as_the_request_by_request_path():
     """Two routers with one seed, fed the same requests and the same feedback (so the
     snapshot, and with it the lone path's cached input row, changes as it goes)."""
     lone = make_router(seed=11, fallback_agent=NAMES[2])
-    general = make_router(seed=11, fallback_agent=NAMES[2])
+    general = general_router(seed=11, fallback_agent=NAMES[2])
     for i, request in enumerate(lone_sequence() * 2):
         fast = lone.route(request)
-        slow = general.route_batch([request])[0]  # one request: decided request by request
+        slow = general.route(request)  # decided request by request
         assert_same_decisions(lone, [fast], general, [slow])
         if i % 3 == 0 and not fast.fallback:
             for router, decision in ((lone, fast), (general, slow)):
@@ -59,7 +66,7 @@ def test_route_decides_as_the_request_by_request_path():
     ids=["zero", "nan", "overflow", "underflow", "dimension", "strings"],
 )
 def test_a_bad_embedding_is_refused_as_the_general_path_refuses_it(bad):
-    lone, general = make_router(seed=3), make_router(seed=3)
+    lone, general = make_router(seed=3), general_router(seed=3)
     with pytest.raises(EmbeddingError) as fast:
         lone.route(AgentRequest(embedding=bad))
     with pytest.raises(EmbeddingError) as slow:
@@ -92,3 +99,22 @@ def test_another_number_of_draws_drops_what_was_drawn_for_the_old_bound():
     np.testing.assert_array_equal(first, stream.integers(0, POOL_DRAWS - 65, 256)[:3])
     np.testing.assert_array_equal(later, stream.integers(0, POOL_DRAWS - 8000, 500))
     assert draws.pool(16).shape == (POOL_DRAWS, 2, 16)
+
+
+def test_a_lone_request_in_route_batch_takes_the_lone_path(monkeypatch):
+    """A replica routes a request alone as route_batch([request]): the same path as route."""
+    import tinydancer.agents.router as router_module
+
+    calls = []
+    original = router_module.lone_decision
+    monkeypatch.setattr(
+        router_module, "lone_decision", lambda *a, **k: calls.append(1) or original(*a, **k)
+    )
+    lone, general = make_router(seed=4), general_router(seed=4)
+    request = AgentRequest(embedding=embedding(3))
+    fast = lone.route_batch([request], remember=False)
+    slow = general.route_batch([request], remember=False)
+    assert calls == [1] and fast[0].agent == slow[0].agent and len(lone.ledger) == 0
+    assert fast[0].propensity == slow[0].propensity
+    lone.route_batch([request, request])  # two requests: the batch path
+    assert calls == [1] and len(lone.ledger) == 2
