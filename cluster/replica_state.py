@@ -169,11 +169,11 @@ class ReplicaState:
 
     async def ship_learning(self) -> None:
         """Ledger entries, then gateway attempts and answers (also before client feedback)."""
-        self.attempts.extend(
-            await ship_learning(
-                self.ledger, self.gateway_outbox, self.shards, self.args.gateway.max_retry_after_s
-            )
+        rows = await ship_learning(
+            self.ledger, self.gateway_outbox, self.shards, self.args.gateway.max_retry_after_s
         )
+        # after the await: a push meanwhile may have sent and replaced the buffer
+        self.attempts.extend(rows)
 
     async def push(self) -> None:
         await self.ship_learning()

@@ -48,14 +48,18 @@ class CountingActor:
         return Method
 
 
-def test_chat_completions_make_no_actor_call_per_request(cluster):
-    with FakeUpstreams(AGENTS, seed=5) as upstreams:
-        registry = AgentRegistry()
+class Replica:
+    """A real `ReplicaState` and `Gateway` over counting stand-ins of the state actors;
+    the history stand-in keeps how many attempt rows each `append` carried."""
+
+    def __init__(self, upstreams: FakeUpstreams) -> None:
+        self.registry = registry = AgentRegistry()
         for name in AGENTS:
             registry.register(
                 Agent(name=name, capabilities=["calls-test"], endpoint=upstreams.endpoint(name))
             )
         breaker = CircuitBreaker()
+        self.attempt_rows: list[int] = []
 
         def registry_answer(method: str, *args: Any, **kwargs: Any) -> Any:
             if method == "snapshot_if_newer":
@@ -72,30 +76,70 @@ def test_chat_completions_make_no_actor_call_per_request(cluster):
                 teach_breaker_block(breaker, args[0], args[1])
             return None
 
-        actors = [CountingActor(registry_answer), CountingActor(breaker_answer)]
-        actors.append(CountingActor(lambda method, *args, **kwargs: None))
+        def history_answer(method: str, *args: Any, **kwargs: Any) -> Any:
+            if method == "append":
+                self.attempt_rows.append(0 if args[2] is None else len(args[2]))
+            return None
+
+        self.actors = [CountingActor(registry_answer), CountingActor(breaker_answer)]
+        self.actors.append(CountingActor(history_answer))
         args = AppArgs(history_path=tempfile.mkdtemp() + "/unused.duckdb")
-        state = ReplicaState(args, 0, "calls-replica", *actors, ReplicaMetrics("calls-replica"))
-        state.encoder.preload()
-        before = [sum(actor.calls.values()) for actor in actors]
-        body = {
-            "model": "tinydancer/quality",
-            "messages": [{"role": "user", "content": "say something"}],
-            "tinydancer": {"constraints": {"required_capabilities": ["calls-test"]}},
-        }
+        self.state = ReplicaState(
+            args, 0, "calls-replica", *self.actors, ReplicaMetrics("calls-replica")
+        )
+        self.state.encoder.preload()
+
+    def calls(self) -> list[int]:
+        return [sum(actor.calls.values()) for actor in self.actors]
+
+
+BODY = {
+    "model": "tinydancer/quality",
+    "messages": [{"role": "user", "content": "say something"}],
+    "tinydancer": {"constraints": {"required_capabilities": ["calls-test"]}},
+}
+
+
+def test_chat_completions_make_no_actor_call_per_request(cluster):
+    with FakeUpstreams(AGENTS, seed=5) as upstreams:
+        replica = Replica(upstreams)
+        state, before = replica.state, replica.calls()
 
         async def requests_then_a_push() -> list[int]:
             statuses = [
-                (await state.gateway.chat_completions(body)).status for _ in range(REQUESTS)
+                (await state.gateway.chat_completions(BODY)).status for _ in range(REQUESTS)
             ]
-            assert [sum(actor.calls.values()) for actor in actors] == before  # none per request
+            assert replica.calls() == before  # none per request
             await state.push()
             return statuses
 
         assert asyncio.run(requests_then_a_push()) == [200] * REQUESTS
-    registry_actor, breaker_actor, history_actor = (actor.calls for actor in actors)
+    registry_actor, breaker_actor, history_actor = (actor.calls for actor in replica.actors)
     assert registry_actor["record_gateway"] == 1 and registry_actor["remember_decisions"] == 1
     assert breaker_actor["record_attempts"] == 1
     assert history_actor["append"] == 1
-    served = sum(registry.metrics(name).requests for name in AGENTS)
+    served = sum(replica.registry.metrics(name).requests for name in AGENTS)
     assert served >= REQUESTS  # every request's attempts arrived in the one push
+    assert replica.attempt_rows == [served]
+
+
+def test_a_push_during_the_feedback_path_loses_no_attempt(cluster):
+    """Client feedback ships the replica's learning first (`ship_learning`); the background
+    push may run while that shipment awaits the actors. The rows it returns must join the
+    replica's current history buffer, not the one the push has just sent (CI lost a
+    stream's attempt this way)."""
+    with FakeUpstreams(AGENTS, seed=6) as upstreams:
+        replica = Replica(upstreams)
+        state = replica.state
+
+        async def feedback_and_push_together() -> None:
+            for _ in range(REQUESTS):
+                assert (await state.gateway.chat_completions(BODY)).status == 200
+            # the feedback path's shipment suspends first; the push runs meanwhile
+            await asyncio.gather(state.ship_learning(), state.push())
+            await state.push()
+
+        asyncio.run(feedback_and_push_together())
+    served = sum(replica.registry.metrics(name).requests for name in AGENTS)
+    assert served >= REQUESTS
+    assert sum(replica.attempt_rows) == served, replica.attempt_rows
