@@ -3,7 +3,11 @@
 * HTTP /v1/route vs HTTP echo at concurrency 1 and 8: p50 latency and throughput, measured in
   alternating 2-second slices so both see the same machine. A second baseline, an echo
   that reads the request body first, shows what reading a body costs on Serve itself
-  (Serve ships the body from the proxy to the replica in a separate actor call);
+  (Serve ships the body from the proxy to the replica in a separate actor call). Two more
+  split what is left: a FastAPI ingress whose one route returns the same JSON (Serve's
+  FastAPI path and FastAPI itself), and the product's own app shell (`create_api`:
+  middlewares, error handlers, orjson) validating the body as `RouteBody` exactly as
+  `/v1/route` does before returning it (everything of `/v1/route` but the routing);
 * handle `route` vs an echo handle call, alternating call by call;
 * one columnar /v1/route/batch call of 10,000 requests (raw float32 body), requests/s.
 
@@ -23,10 +27,13 @@ import time
 import httpx
 import numpy as np
 import pytest
+from fastapi import FastAPI
 from ray import serve
 from starlette.requests import Request
 
 from cluster.config import AppArgs
+from cluster.http import OrjsonResponse, create_api
+from cluster.http_models import RouteBody
 from cluster.runner import LocalCluster
 
 from ._compare import interleaved_medians, median_s, record
@@ -46,7 +53,12 @@ ECHO_BODY = {
 }
 
 
-@serve.deployment(name="echo", max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.5})
+# The echoes reserve little CPU so that all of them fit beside the router on 2 CPUs (the
+# reservation only schedules; it does not limit what a replica may use).
+_ECHO_CPU = {"num_cpus": 0.1}
+
+
+@serve.deployment(name="echo", max_ongoing_requests=64, ray_actor_options=_ECHO_CPU)
 class Echo:
     async def __call__(self, request: object) -> dict:
         return ECHO_BODY
@@ -55,11 +67,38 @@ class Echo:
         return ECHO_BODY
 
 
-@serve.deployment(name="echo_body", max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.5})
+@serve.deployment(name="echo_body", max_ongoing_requests=64, ray_actor_options=_ECHO_CPU)
 class EchoAfterReadingBody:
     async def __call__(self, request: Request) -> dict:
         await request.body()
         return ECHO_BODY
+
+
+_bare_api = FastAPI()
+_shell_api = create_api(1 << 20, lambda: None)
+
+
+@_bare_api.post("/")
+async def _bare_api_echo(body: dict) -> OrjsonResponse:
+    return OrjsonResponse(ECHO_BODY)
+
+
+@_shell_api.post("/")
+async def _shell_api_echo(body: RouteBody) -> OrjsonResponse:
+    body.to_engine()
+    return OrjsonResponse(ECHO_BODY)
+
+
+@serve.deployment(name="echo_fastapi", max_ongoing_requests=64, ray_actor_options=_ECHO_CPU)
+@serve.ingress(_bare_api)
+class EchoFastAPI:
+    pass
+
+
+@serve.deployment(name="echo_shell", max_ongoing_requests=64, ray_actor_options=_ECHO_CPU)
+@serve.ingress(_shell_api)
+class EchoShell:
+    pass
 
 
 def _port() -> int:
@@ -77,8 +116,11 @@ def running(request):
     cluster.wait_ready(compiled=True)
     echo = serve.run(Echo.bind(), name="echo", route_prefix="/echo")
     serve.run(EchoAfterReadingBody.bind(), name="echo_body", route_prefix="/echo_body")
+    serve.run(EchoFastAPI.bind(), name="echo_fastapi", route_prefix="/echo_fastapi")
+    serve.run(EchoShell.bind(), name="echo_shell", route_prefix="/echo_shell")
     yield cluster, echo, seconds
-    serve.delete("echo_body")
+    for name in ("echo_shell", "echo_fastapi", "echo_body"):
+        serve.delete(name)
     serve.delete("echo")
     cluster.stop()
 
@@ -112,7 +154,13 @@ def test_http_route_vs_echo(benchmark, running, concurrency):
     benchmark.group = f"cluster HTTP, concurrency {concurrency}"
     vector = np.random.default_rng(0).normal(size=384).astype(np.float32)
     body = {"embedding": (vector / np.linalg.norm(vector)).tolist()}
-    paths = {"route": "/v1/route", "echo": "/echo", "echo_body": "/echo_body"}
+    paths = {
+        "route": "/v1/route",
+        "echo": "/echo",
+        "echo_body": "/echo_body",
+        "echo_fastapi": "/echo_fastapi/",
+        "echo_shell": "/echo_shell/",
+    }
     latencies: dict[str, list[float]] = {name: [] for name in paths}
     for path in paths.values():  # warm every path
         _slice(f"{cluster.url}{path}", body, 1.0, concurrency)
@@ -131,7 +179,8 @@ def test_http_route_vs_echo(benchmark, running, concurrency):
         info[f"{name}_p50_s"] = statistics.median(values)
         info[f"{name}_p99_s"] = float(np.percentile(values, 99))
         info[f"{name}_rps"] = len(values) / duration
-    for baseline in ("echo", "echo_body"):
+    baselines = ("echo", "echo_body", "echo_fastapi", "echo_shell")
+    for baseline in baselines:
         info[f"p50_ratio_to_{baseline}"] = info["route_p50_s"] / info[f"{baseline}_p50_s"]
         info[f"throughput_ratio_to_{baseline}"] = info["route_rps"] / info[f"{baseline}_rps"]
     benchmark.extra_info |= info
@@ -141,11 +190,10 @@ def test_http_route_vs_echo(benchmark, running, concurrency):
             f"{name} p50 {info[f'{name}_p50_s'] * 1e3:.2f} ms, {info[f'{name}_rps']:.0f} req/s"
             for name in paths
         )
-        + "\n  route vs echo: p50 ratio {:.2f}, throughput ratio {:.2f}; ".format(
-            info["p50_ratio_to_echo"], info["throughput_ratio_to_echo"]
-        )
-        + "route vs body-reading echo: p50 ratio {:.2f}, throughput ratio {:.2f}".format(
-            info["p50_ratio_to_echo_body"], info["throughput_ratio_to_echo_body"]
+        + "".join(
+            f"\n  route vs {name}: p50 ratio {info[f'p50_ratio_to_{name}']:.2f}, "
+            f"throughput ratio {info[f'throughput_ratio_to_{name}']:.2f}"
+            for name in baselines
         )
     )
 
