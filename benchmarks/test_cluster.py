@@ -75,7 +75,7 @@ class EchoAfterReadingBody:
 
 
 _bare_api = FastAPI()
-_shell_api = create_api(1 << 20, lambda: None)
+_shell_api = create_api(AppArgs().max_body_bytes, lambda: None)  # the router's default limit
 
 
 @_bare_api.post("/")
@@ -119,9 +119,8 @@ def running(request):
     serve.run(EchoFastAPI.bind(), name="echo_fastapi", route_prefix="/echo_fastapi")
     serve.run(EchoShell.bind(), name="echo_shell", route_prefix="/echo_shell")
     yield cluster, echo, seconds
-    for name in ("echo_shell", "echo_fastapi", "echo_body"):
+    for name in ("echo_shell", "echo_fastapi", "echo_body", "echo"):
         serve.delete(name)
-    serve.delete("echo")
     cluster.stop()
 
 
