@@ -20,8 +20,10 @@ from fastapi.responses import PlainTextResponse, Response
 from ray import serve
 
 from cluster import actors
+from cluster.batcher import MicroBatcher
 from cluster.config import AppArgs
 from cluster.default_agents import DEFAULT_AGENTS
+from cluster.fast_path import FastRoutes
 from cluster.gateway import CHAT_OPENAPI, OPENAI_ERROR_RESPONSES, to_http
 from cluster.http import AdminAuth, OrjsonResponse, create_api, plain, query_options, read_json
 from cluster.http_models import (
@@ -64,6 +66,7 @@ BATCH_OPENAPI = {
     }
 }
 _ADMIN: dict[str, AdminAuth] = {}  # this replica's admin token, checked before any body is read
+_FAST: dict[str, FastRoutes] = {}  # the routes this replica answers on the JSON fast path
 # OpenAPI links: a decision's request id and agent are what its feedback takes (clients and
 # schemathesis' stateful phase follow them).
 ROUTE_LINKS = {
@@ -78,7 +81,9 @@ ROUTE_LINKS = {
         }
     },
 }
-api = create_api(lambda: _LIMIT["bytes"], lambda: _ADMIN.get("auth"))
+api = create_api(
+    lambda: _LIMIT["bytes"], lambda: _ADMIN.get("auth"), lambda: _FAST.get("routes", {})
+)
 
 
 @serve.deployment(name="router")
@@ -110,9 +115,15 @@ class RouterDeployment:
             self.history_actor,
             self.metrics,
         )
-        self._route_batched.set_max_batch_size(self.args.batch_max_size)  # type: ignore[attr-defined]
-        self._route_batched.set_batch_wait_timeout_s(self.args.batch_wait_timeout_s)  # type: ignore[attr-defined]
+        self._batcher = MicroBatcher(
+            self._route_now, self.args.batch_max_size, self.args.batch_wait_timeout_s
+        )
         self._routing = 0  # route calls in progress on this replica
+        _FAST["routes"] = {  # the same handlers as the FastAPI routes below
+            "/v1/route": (RouteBody, self._route_body),
+            "/v1/route/candidates": (CandidateRouteBody, self.route_candidates),
+            "/v1/feedback": (FeedbackBody, self._feedback_body),
+        }
 
     async def check_health(self) -> None:
         self.state.ensure_background()
@@ -121,10 +132,6 @@ class RouterDeployment:
         await self.state.drain()
 
     # -- routing ----------------------------------------------------------------------------------
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0002)
-    async def _route_batched(self, requests: list[AgentRequest]) -> list[Any]:
-        return self._route_now(requests)
-
     def _route_now(self, requests: list[AgentRequest]) -> list[Any]:
         self.metrics.batch_size.observe(len(requests))
         return self.state.route_many(requests)
@@ -144,7 +151,7 @@ class RouterDeployment:
             if self._routing == 1:  # alone on this replica: no batch to form, route now
                 result = self._route_now([engine_request])[0]
             else:
-                result = await self._route_batched(engine_request)
+                result = await self._batcher.submit(engine_request)
         finally:
             self._routing -= 1
         self.metrics.route_latency.labels("route").observe(time.perf_counter() - started)
@@ -186,7 +193,10 @@ class RouterDeployment:
     # -- HTTP -------------------------------------------------------------------------------------
     @api.post("/v1/route", responses={**ERROR_RESPONSES, 200: ROUTE_LINKS})
     async def http_route(self, body: RouteBody) -> Any:
-        return OrjsonResponse(await self.route(body.to_engine()))
+        return OrjsonResponse(await self._route_body(body))
+
+    async def _route_body(self, body: RouteBody) -> dict[str, Any]:
+        return await self.route(body.to_engine())
 
     @api.post("/v1/route/batch", responses=ERROR_RESPONSES, openapi_extra=BATCH_OPENAPI)
     async def http_route_batch(self, request: Request) -> Any:
@@ -225,12 +235,14 @@ class RouterDeployment:
 
     @api.post("/v1/feedback", responses=ERROR_RESPONSES)
     async def http_feedback(self, body: FeedbackBody) -> Any:
+        return OrjsonResponse(await self._feedback_body(body))
+
+    async def _feedback_body(self, body: FeedbackBody) -> dict[str, Any]:
         result = await self.feedback(body)
         if not result.get("accepted"):
-            error = FeedbackError(
+            raise FeedbackError(
                 result.get("reason", "invalid"), result.get("message", "feedback refused")
             )
-            raise error
         return result
 
     # -- the OpenAI-compatible gateway -------------------------------------------------------

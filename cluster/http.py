@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cluster.fast_path import FastRoutes, JsonFastPath, app_path
 from tinydancer.errors import (
     AgentsUnavailableError,
     DuplicateAgentError,
@@ -194,7 +195,12 @@ class AdminAuth:
         return None
 
 
-def create_api(max_body_bytes: Any, admin_auth: Callable[[], AdminAuth | None]) -> FastAPI:
+def create_api(
+    max_body_bytes: Any,
+    admin_auth: Callable[[], AdminAuth | None],
+    fast_routes: Callable[[], FastRoutes] | None = None,
+) -> FastAPI:
+    """The app shell. `fast_routes` returns the routes `JsonFastPath` answers (see there)."""
     api = FastAPI(
         title="Tiny Dancer",
         version="0.1.0",
@@ -271,6 +277,13 @@ def create_api(max_body_bytes: Any, admin_auth: Callable[[], AdminAuth | None]) 
             status_code=422,
         )
 
+    if fast_routes is not None:  # innermost: inside the body limit and the admin gate
+        api.add_middleware(
+            JsonFastPath,
+            routes=fast_routes,
+            handlers=api.exception_handlers,
+            response=OrjsonResponse,
+        )
     api.add_middleware(BodyLimit, limit=max_body_bytes)
     api.add_middleware(AdminGate, auth=admin_auth)  # added last: runs first
     return api
@@ -278,11 +291,7 @@ def create_api(max_body_bytes: Any, admin_auth: Callable[[], AdminAuth | None]) 
 
 def _allowed_methods(request: Request) -> list[str]:
     """Every method some route of the app accepts for this request's path."""
-    path = request.scope["path"]
-    root = request.scope.get("root_path", "")
-    if root and path.startswith(root):
-        path = path[len(root) :]
-    return sorted(set(_methods_for(request.app.router.routes, path, "")))
+    return sorted(set(_methods_for(request.app.router.routes, app_path(request.scope), "")))
 
 
 def _methods_for(routes: list[Any], path: str, prefix: str) -> Any:

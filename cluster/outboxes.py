@@ -3,6 +3,8 @@ request path, one actor call per actor per `history_push_interval_s`.
 
 * `ForwardingLedger`: the replica's own decision ledger, whose entries also go to the
   shared ledger in the registry actor (client feedback may reach any replica);
+* `RoutedDecisions`: routed agent-mode requests (routes and the gateway's), whose history
+  rows are built at the next push for all of them at once, off the request path;
 * `GatewayOutbox`: the gateway's `OutcomeSink`: each attempt's outcome, each finished
   answer and each decision of `/v1/chat/completions`. The registry applies the attempts
   in bulk (metrics, bandit) and keeps the answers for their quality report, the breaker
@@ -23,25 +25,51 @@ from cluster.shards import StateShards
 from tinydancer.agents.ledger import Answer, DecisionLedger, LedgerBlock, LedgerEntry, Settled
 from tinydancer.agents.types import AgentDecision, AgentRequest
 from tinydancer.gateway.outcomes import AttemptBlock, AttemptOutcome
-from tinydancer.history.records import AttemptColumns, from_agent_decisions
+from tinydancer.history.records import AttemptColumns, DecisionColumns, from_agent_decisions
 
-__all__ = ["ForwardingLedger", "GatewayOutbox", "ship_learning"]
+__all__ = ["ForwardingLedger", "GatewayOutbox", "RoutedDecisions", "ship_learning"]
+
+
+class RoutedDecisions:
+    """Routed requests and their decisions, kept as they are until `take` builds their rows."""
+
+    def __init__(self, replica: str) -> None:
+        self.replica = replica
+        self._batches: list[tuple[Sequence[AgentRequest], Sequence[AgentDecision], float]] = []
+        self._rows = 0
+
+    def __len__(self) -> int:
+        return self._rows
+
+    def add(self, requests: Sequence[AgentRequest], decisions: Sequence[AgentDecision]) -> None:
+        self._batches.append((requests, decisions, time.time()))
+        self._rows += len(requests)
+
+    def take(self) -> DecisionColumns | None:
+        """The history rows of everything added since the last take (None when nothing was)."""
+        batches, self._batches, self._rows = self._batches, [], 0
+        if not batches:
+            return None
+        return from_agent_decisions(
+            [r for requests, _, _ in batches for r in requests],
+            [d for _, decisions, _ in batches for d in decisions],
+            ts=[ts for requests, _, ts in batches for _ in requests],
+            replica=self.replica,
+        )
 
 
 class GatewayOutbox:
     """An `OutcomeSink` that queues: the replica's background task ships the queues."""
 
-    def __init__(self, replica: str) -> None:
+    def __init__(self, replica: str, routed: RoutedDecisions | None = None) -> None:
         self.replica = replica
-        self.decisions: list[Any] = []  # DecisionColumns blocks, merged with the routes'
+        self.routed = RoutedDecisions(replica) if routed is None else routed  # shared with routes
         self.attempts: list[AttemptOutcome] = []
         self.answers: list[Answer] = []
         self.carried = AttemptColumns()  # rows of attempts shipped by a push that failed elsewhere
 
     def decided(self, request: AgentRequest, decision: AgentDecision) -> None:
-        self.decisions.append(
-            from_agent_decisions([request], [decision], ts=time.time(), replica=self.replica)
-        )
+        self.routed.add([request], [decision])
 
     def attempted(self, outcomes: Sequence[AttemptOutcome]) -> None:
         self.attempts.extend(outcomes)

@@ -18,7 +18,7 @@ from cluster.config import AppArgs
 from cluster.feedback import FeedbackCoalescer
 from cluster.http_models import CandidateRouteBody, FeedbackBody, candidate_routing_request
 from cluster.metrics import ReplicaMetrics
-from cluster.outboxes import ForwardingLedger, GatewayOutbox, ship_learning
+from cluster.outboxes import ForwardingLedger, GatewayOutbox, RoutedDecisions, ship_learning
 from cluster.shards import StateShards
 from tinydancer.agents.breaker import BreakerView
 from tinydancer.agents.config import AgentRouterConfig
@@ -34,7 +34,6 @@ from tinydancer.history.records import (
     AttemptColumns,
     DecisionColumns,
     OutcomeColumns,
-    from_agent_decisions,
     from_candidate_response,
     from_columnar,
 )
@@ -47,6 +46,7 @@ __all__ = ["ReplicaState"]
 log = logging.getLogger("tinydancer.replica")
 _MAX_PENDING_RECORDS = 500_000
 WARM_CANDIDATES = 1024  # candidate-mode shapes compiled in the background at start
+LONE_EACH_MAX = 4  # up to this many requests routed together go one by one (lone path)
 
 
 class ReplicaState:
@@ -94,7 +94,8 @@ class ReplicaState:
         # not compiled yet compiles it itself). /healthz reports both.
         self.warm = "compiling"
         threading.Thread(target=self._warm_in_background, daemon=True, name="warm").start()
-        self.gateway_outbox = GatewayOutbox(replica)
+        self.routed = RoutedDecisions(replica)  # routes' and the gateway's; rows built at push
+        self.gateway_outbox = GatewayOutbox(replica, self.routed)
         self.gateway = Gateway(
             self.agent_router, self.encoder, args.gateway, sink=self.gateway_outbox
         )
@@ -175,10 +176,14 @@ class ReplicaState:
         # after the await: a push meanwhile may have sent and replaced the buffer
         self.attempts.extend(rows)
 
+    def pending_records(self) -> int:
+        return len(self.routed) + sum(len(b) for b in self.decisions)
+
     async def push(self) -> None:
         await self.ship_learning()
-        self.decisions.extend(self.gateway_outbox.decisions)
-        self.gateway_outbox.decisions = []
+        routed = self.routed.take()
+        if routed is not None:
+            self.decisions.append(routed)
         decisions, self.decisions = self.decisions, []
         outcomes, self.outcomes = self.outcomes, OutcomeColumns()
         attempts, self.attempts = self.attempts, AttemptColumns()
@@ -197,8 +202,7 @@ class ReplicaState:
             self.decisions.insert(0, merged)  # keep for the next try, within a bound
             self.outcomes.extend(outcomes)
             self.attempts.extend(attempts)
-            pending = sum(len(d) for d in self.decisions)
-            if pending > _MAX_PENDING_RECORDS:
+            if self.pending_records() > _MAX_PENDING_RECORDS:
                 self.history_dropped += len(self.decisions[0])
                 self.decisions.pop(0)
             raise
@@ -225,6 +229,7 @@ class ReplicaState:
         self._last_metrics = time.monotonic()
         self._count_encoder()
         self.metrics.snapshot_staleness.labels(self.replica).set(time.time() - self.snapshot_at)
+        self.metrics.history_pending.labels(self.replica).set(self.pending_records())
         await self.registry_actor.report_metrics.remote(
             self.replica, self.metrics.samples(), self.model_versions()
         )
@@ -265,10 +270,15 @@ class ReplicaState:
         limit = self.agent_router.config.max_messages
         items, tokens = embed_each(requests, self.encoder, limit)  # errors in place
         valid = [r for r in items if not isinstance(r, Exception)]
+        routed_valid: list[Any] = []
         try:
-            routed_valid: list[Any] = self.agent_router.route_batch(valid) if valid else []
+            # a few requests are cheaper one by one on the lone path than as one batch (the
+            # same decisions either way: route_batch decides as request by request)
+            if len(valid) > LONE_EACH_MAX:
+                routed_valid = self.agent_router.route_batch(valid)
         except TinyDancerError:
-            routed_valid = []
+            pass  # one bad request: route them one by one, each with its own error
+        if len(routed_valid) != len(valid):
             for request in valid:
                 try:
                     routed_valid.append(self.agent_router.route(request))
@@ -281,20 +291,12 @@ class ReplicaState:
             (r, d) for r, d in zip(requests, decisions, strict=True) if not isinstance(d, Exception)
         ]
         if routed:
-            self.decisions.append(
-                from_agent_decisions(
-                    [r for r, _ in routed],
-                    [d for _, d in routed],
-                    ts=time.time(),
-                    replica=self.replica,
-                )
-            )
+            self.routed.add([r for r, _ in routed], [d for _, d in routed])
         for d in decisions:
             self.metrics.routes.labels(
                 getattr(d, "agent", "none"),
                 type(d).__name__ if isinstance(d, Exception) else "routed",
             ).inc()
-        self.metrics.history_pending.labels(self.replica).set(sum(len(b) for b in self.decisions))
         return [
             d if isinstance(d, Exception) else with_tokens([d], [n])[0].to_dict()
             for d, n in zip(decisions, tokens, strict=True)
@@ -384,7 +386,7 @@ class ReplicaState:
             "registry": registry,
             "breaker": breaker,
             "history": history,
-            "replica_pending_records": sum(len(b) for b in self.decisions),
+            "replica_pending_records": self.pending_records(),
             "replica_history_dropped": self.history_dropped,
             "snapshot_age_s": time.time() - self.snapshot_at,
         }

@@ -194,10 +194,14 @@ def from_agent_decisions(
     requests: Sequence[AgentRequest],
     decisions: Sequence[AgentDecision],
     *,
-    ts: float,
+    ts: float | Sequence[float],
     replica: str | None = None,
 ) -> DecisionColumns:
-    """History columns for a batch of agent-mode decisions (embedding = last message)."""
+    """History columns for a batch of agent-mode decisions (embedding = last message);
+    `ts` is one time for all, or one per decision."""
+    times = [float(ts)] * len(decisions) if isinstance(ts, int | float) else list(ts)
+    if len(times) != len(decisions):
+        raise ValueError(f"ts: got {len(times)} times for {len(decisions)} decisions")
     last = []
     counts = []
     for request in requests:
@@ -214,7 +218,7 @@ def from_agent_decisions(
     columns = DecisionColumns()
     for i, (request, d) in enumerate(zip(requests, decisions, strict=True)):
         columns.request_id.append(d.request_id)
-        columns.ts.append(ts)
+        columns.ts.append(times[i])
         columns.mode.append("agent")
         columns.embedding.append(codes[i])
         columns.embedding_scale.append(float(scales[i]))

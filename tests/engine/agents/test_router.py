@@ -447,7 +447,7 @@ def test_specialisation_embeddings_report_similarity():
 
 def test_steady_traffic_does_not_recompile():
     router = make_router()
-    for size in (1, 3, 7, 20):
+    for size in (1, 2, 3, 7, 13, 20):  # every bucket up to 32: 1, 2, 4, 8, 16, 32
         router.route_batch([AgentRequest(embedding=embedding(i)) for i in range(size)])
     compiled = score_agents._cache_size()
     for size in (1, 2, 5, 8, 13, 31):

@@ -1,0 +1,34 @@
+"""RoutedDecisions (cluster/outboxes.py): a replica's routes and its gateway share one buffer,
+and a take builds the rows of everything added since the last take."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cluster.outboxes import GatewayOutbox, RoutedDecisions
+from tinydancer.agents.config import AgentRouterConfig
+from tinydancer.agents.registry import AgentRegistry
+from tinydancer.agents.router import AgentRouter
+from tinydancer.agents.types import AgentRequest
+from tinydancer.model.weights import load_model, shipped_model_path
+
+
+def test_the_gateways_decisions_land_in_the_replicas_buffer_and_a_take_empties_it():
+    model = load_model(shipped_model_path("agent"))
+    router = AgentRouter(
+        AgentRegistry.for_model(model, capabilities=["chat"]),
+        config=AgentRouterConfig(seed=0, warm=False),
+        model=model,
+    )
+    vectors = np.random.default_rng(0).normal(size=(4, 384)).astype(np.float32)
+    requests = [AgentRequest(embedding=v) for v in vectors]
+    decisions = router.route_batch(requests)
+    routed = RoutedDecisions("r1")
+    outbox = GatewayOutbox("r1", routed)  # empty, so falsy: still the one it was given
+    routed.add(requests[:3], decisions[:3])
+    outbox.decided(requests[3], decisions[3])
+    assert len(routed) == 4
+    rows = routed.take()
+    assert rows is not None and rows.request_id == [d.request_id for d in decisions]
+    assert rows.replica == ["r1"] * 4
+    assert len(routed) == 0 and routed.take() is None
