@@ -21,21 +21,31 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from cluster.shards import StateShards
+from tinydancer.agents.columnar import ColumnarDecisions
 from tinydancer.agents.ledger import Answer, DecisionLedger, LedgerBlock, LedgerEntry, Settled
 from tinydancer.agents.types import AgentDecision, AgentRequest
 from tinydancer.gateway.outcomes import AttemptBlock, AttemptOutcome
-from tinydancer.history.records import AttemptColumns, DecisionColumns, from_agent_decisions
+from tinydancer.history.records import (
+    AttemptColumns,
+    DecisionColumns,
+    from_agent_decisions,
+    from_columnar,
+)
 
 __all__ = ["ForwardingLedger", "GatewayOutbox", "RoutedDecisions", "ship_learning"]
 
 
 class RoutedDecisions:
-    """Routed requests and their decisions, kept as they are until `take` builds their rows."""
+    """Routed requests and their decisions, kept as they are until `take` builds their rows
+    (requests one by one or in batches, and columnar blocks of `/v1/route/batch`)."""
 
     def __init__(self, replica: str) -> None:
         self.replica = replica
         self._batches: list[tuple[Sequence[AgentRequest], Sequence[AgentDecision], float]] = []
+        self._blocks: list[tuple[np.ndarray, ColumnarDecisions, AgentRequest, float]] = []
         self._rows = 0
 
     def __len__(self) -> int:
@@ -45,17 +55,30 @@ class RoutedDecisions:
         self._batches.append((requests, decisions, time.time()))
         self._rows += len(requests)
 
-    def take(self) -> DecisionColumns | None:
-        """The history rows of everything added since the last take (None when nothing was)."""
-        batches, self._batches, self._rows = self._batches, [], 0
-        if not batches:
-            return None
-        return from_agent_decisions(
-            [r for requests, _, _ in batches for r in requests],
-            [d for _, decisions, _ in batches for d in decisions],
-            ts=[ts for requests, _, ts in batches for _ in requests],
-            replica=self.replica,
-        )
+    def add_block(
+        self, block: np.ndarray, decisions: ColumnarDecisions, template: AgentRequest
+    ) -> None:
+        self._blocks.append((block, decisions, template, time.time()))
+        self._rows += len(decisions)
+
+    def take(self) -> list[DecisionColumns]:
+        """The history rows of everything added since the last take."""
+        batches, blocks = self._batches, self._blocks
+        self._batches, self._blocks, self._rows = [], [], 0
+        out = [
+            from_columnar(block, decisions, template, ts=ts, replica=self.replica)
+            for block, decisions, template, ts in blocks
+        ]
+        if batches:
+            out.append(
+                from_agent_decisions(
+                    [r for requests, _, _ in batches for r in requests],
+                    [d for _, decisions, _ in batches for d in decisions],
+                    ts=[ts for requests, _, ts in batches for _ in requests],
+                    replica=self.replica,
+                )
+            )
+        return out
 
 
 class GatewayOutbox:

@@ -35,7 +35,6 @@ from tinydancer.history.records import (
     DecisionColumns,
     OutcomeColumns,
     from_candidate_response,
-    from_columnar,
 )
 from tinydancer.model.weights import load_model
 from tinydancer.runtime import use_compilation_cache
@@ -181,9 +180,7 @@ class ReplicaState:
 
     async def push(self) -> None:
         await self.ship_learning()
-        routed = self.routed.take()
-        if routed is not None:
-            self.decisions.append(routed)
+        self.decisions.extend(self.routed.take())
         decisions, self.decisions = self.decisions, []
         outcomes, self.outcomes = self.outcomes, OutcomeColumns()
         attempts, self.attempts = self.attempts, AttemptColumns()
@@ -304,9 +301,7 @@ class ReplicaState:
 
     def route_block(self, block: np.ndarray, template: AgentRequest) -> dict[str, Any]:
         columns = self.agent_router.route_embeddings(block, template)
-        self.decisions.append(
-            from_columnar(block, columns, template, ts=time.time(), replica=self.replica)
-        )
+        self.routed.add_block(block, columns, template)
         self.metrics.routes.labels("batch", "routed").inc(len(columns))
         return columns.to_dict()
 

@@ -1,5 +1,5 @@
 """RoutedDecisions (cluster/outboxes.py): a replica's routes and its gateway share one buffer,
-and a take builds the rows of everything added since the last take."""
+and a take builds the rows of everything added since the last take (columnar blocks too)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,16 @@ def test_the_gateways_decisions_land_in_the_replicas_buffer_and_a_take_empties_i
     routed.add(requests[:3], decisions[:3])
     outbox.decided(requests[3], decisions[3])
     assert len(routed) == 4
-    rows = routed.take()
-    assert rows is not None and rows.request_id == [d.request_id for d in decisions]
+    (rows,) = routed.take()
+    assert rows.request_id == [d.request_id for d in decisions]
     assert rows.replica == ["r1"] * 4
-    assert len(routed) == 0 and routed.take() is None
+    assert len(routed) == 0 and routed.take() == []
+
+    block = vectors * 2
+    columns = router.route_embeddings(block)
+    routed.add_block(block, columns, AgentRequest())
+    routed.add(requests[:1], decisions[:1])
+    assert len(routed) == 5
+    block_rows, one = routed.take()
+    assert block_rows.request_id == list(columns.request_ids)
+    assert block_rows.mode == ["agent"] * 4 and one.request_id == [decisions[0].request_id]
