@@ -34,8 +34,8 @@ BatchInputs = tuple[np.ndarray, np.ndarray, np.ndarray]  # messages, request row
 
 
 def _padded(count: int) -> int:
-    """A batch's compile bucket: powers of two (the kernel's time grows with the bucket:
-    16 rows cost about 4x one, so small batches get buckets of their own)."""
+    """A batch's compile bucket: powers of two (the kernel's time grows with its bucket,
+    16 rows several times one, so small batches get buckets of their own)."""
     return bucket_for(count) if count > 16 else 1 << (count - 1).bit_length()
 
 
