@@ -88,7 +88,9 @@ class AppArgs(BaseModel):
     max_ongoing_requests: int = Field(
         64, ge=1, description="per replica (Serve's default of 5 collapses at 32 clients)"
     )
-    batch_max_size: int = Field(32, ge=1, description="requests routed together in one jitted call")
+    batch_max_size: int = Field(
+        32, ge=1, description="most requests routed together (in one jitted call above 4)"
+    )
     batch_wait_timeout_s: float = Field(
         0.0002, ge=0, description="how long a batch waits for company"
     )

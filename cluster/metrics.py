@@ -51,7 +51,7 @@ class ReplicaMetrics:
         )
         self.batch_size = Histogram(
             "tinydancer_route_batch_size",
-            "Requests routed together (one jitted call for more than LONE_EACH_MAX, else each alone)",
+            "Requests routed together (one jitted call above 4, else one by one on the lone path)",
             buckets=(1, 2, 4, 8, 16, 32, 64, 256, 1024),
             registry=r,
         )
