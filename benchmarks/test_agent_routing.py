@@ -86,7 +86,7 @@ def test_route_10_agents(benchmark, router, load):
     record(benchmark, medians, "tinydancer")
 
 
-@pytest.mark.parametrize("batch", [32, 256])
+@pytest.mark.parametrize("batch", [2, 32, 256])
 def test_route_batch_10_agents(benchmark, router, batch):
     benchmark.group = f"agent route_batch {batch}, 10 agents"
     rng = np.random.default_rng(2)

@@ -23,25 +23,25 @@ def run(coro):
     return asyncio.run(coro)
 
 
-def test_requests_submitted_together_share_one_call_and_get_their_own_results():
-    recorder = Recorder()
+def submitted_together(batch, items, max_size=32):
+    """Each item's result (or exception) when all are submitted in the same loop turn."""
 
     async def main():
-        batcher = MicroBatcher(recorder, max_size=32, wait_s=0.0)
-        return await asyncio.gather(*(batcher.submit(i) for i in range(7)))
+        batcher = MicroBatcher(batch, max_size=max_size, wait_s=0.0)
+        return await asyncio.gather(*(batcher.submit(i) for i in items), return_exceptions=True)
 
-    assert run(main()) == [i * 10 for i in range(7)]
+    return run(main())
+
+
+def test_requests_submitted_together_share_one_call_and_get_their_own_results():
+    recorder = Recorder()
+    assert submitted_together(recorder, range(7)) == [i * 10 for i in range(7)]
     assert recorder.calls == [list(range(7))]
 
 
 def test_a_full_batch_runs_at_once_and_the_rest_follow_in_order():
     recorder = Recorder()
-
-    async def main():
-        batcher = MicroBatcher(recorder, max_size=4, wait_s=0.0)
-        return await asyncio.gather(*(batcher.submit(i) for i in range(10)))
-
-    assert run(main()) == [i * 10 for i in range(10)]
+    assert submitted_together(recorder, range(10), max_size=4) == [i * 10 for i in range(10)]
     assert recorder.calls == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
 
 
@@ -61,14 +61,7 @@ def test_a_request_within_the_wait_joins_the_batch():
 
 def test_an_error_result_is_raised_in_its_own_caller_only():
     recorder = Recorder()
-
-    async def main():
-        batcher = MicroBatcher(recorder, max_size=32, wait_s=0.0)
-        return await asyncio.gather(
-            batcher.submit(1), batcher.submit(-1), batcher.submit(2), return_exceptions=True
-        )
-
-    one, bad, two = run(main())
+    one, bad, two = submitted_together(recorder, [1, -1, 2])
     assert (one, two) == (10, 20)
     assert isinstance(bad, ValueError) and str(bad) == "item -1"
     assert recorder.calls == [[1, -1, 2]]
@@ -94,11 +87,7 @@ def test_a_failing_run_fails_its_batch_and_the_next_batch_still_runs():
 
 
 def test_a_wrong_number_of_results_fails_the_batch():
-    async def main():
-        batcher = MicroBatcher(lambda items: items[:-1], max_size=32, wait_s=0.0)
-        return await asyncio.gather(batcher.submit(1), batcher.submit(2), return_exceptions=True)
-
-    errors = run(main())
+    errors = submitted_together(lambda items: items[:-1], [1, 2])
     assert all(isinstance(e, RuntimeError) and "2 returned 1" in str(e) for e in errors)
 
 
