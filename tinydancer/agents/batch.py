@@ -67,7 +67,7 @@ def _stacked_embeddings(requests: Sequence[AgentRequest], dim: int) -> np.ndarra
     if block.ndim != 2 or block.shape[1] != dim:
         return None
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):  # judged below
-        norms = np.einsum("ij,ij->i", block, block)
+        norms = np.vecdot(block, block)
     if not (np.isfinite(norms) & (norms != 0)).all():
         return None  # the request-by-request path names the request and says why
     return block

@@ -132,7 +132,7 @@ def checked_embeddings(embeddings: Any, dim: int) -> np.ndarray:
             "embeddings", f"array of shape {block.shape}", f"shape (N >= 1, {dim})"
         )
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):  # judged below
-        norms = np.einsum("ij,ij->i", block, block)
+        norms = np.vecdot(block, block)
     bad = np.flatnonzero(~np.isfinite(norms) | (norms == 0))
     if bad.size:
         raise InvalidRequestError(

@@ -261,7 +261,7 @@ class Router:
         aux = self._staging.get("reduced", bucket)
         with np.errstate(all="ignore"):  # inf / NaN inputs are reported by the kernel
             np.matmul(embeddings, query, out=aux[:n])
-            np.einsum("ij,ij->i", embeddings, embeddings, out=aux[bucket : bucket + n])
+            np.vecdot(embeddings, embeddings, out=aux[bucket : bucket + n])
             aux[-2] = query @ query
         self._fill_columns(
             aux[2 * bucket : 6 * bucket].reshape(4, bucket), batch, tags, slice(0, n), now
