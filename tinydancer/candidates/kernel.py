@@ -4,9 +4,10 @@ The kernel takes the INT8 weights as arguments (packed into three arrays) and
 dequantizes them inside, so a reload with same-shaped weights swaps arrays without
 recompiling. The small-call kernel (`reduced_scorer`) instead has a model's arrays
 closed over: handing six arguments to a jitted call cost ~2 µs more than one (8.6 vs
-10.9 µs here, interleaved), a quarter of the call, and route(100)'s whole budget is ~35 µs. Its single output (5, bucket) float32 holds confidence, uncertainty,
-use_lightweight, per-row input problems and the heuristic score, so one
-device-to-host transfer brings everything back.
+10.9 µs here, interleaved), a quarter of the call in a route(100) of ~35 µs. Its single
+output (5, bucket) float32 holds confidence, uncertainty, use_lightweight, per-row
+input problems and the heuristic score, so one device-to-host transfer brings
+everything back.
 """
 
 from __future__ import annotations
