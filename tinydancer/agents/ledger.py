@@ -132,16 +132,19 @@ class DecisionLedger:
     def _evict(self) -> None:
         # Over capacity, the oldest go; and a block is kept while an older decision is open,
         # so decisions more than 4 x capacity slots old go too (bounding the blocks kept).
+        opened = self._open
+        excess = len(opened) - self.capacity  # a 10k batch evicts 10k: tight loops
+        if self._singles or self._attempts or self._answers:
+            for _ in range(excess):
+                self._forget(*opened.popitem(last=False))
+        else:  # only block rows are open: nothing else to forget
+            for _ in range(excess):
+                opened.popitem(last=False)
         too_old = self._next_slot - 4 * self.capacity
-        while self._open and (
-            len(self._open) > self.capacity or next(iter(self._open.values())) < too_old
-        ):
-            request_id, slot = self._open.popitem(last=False)
-            self._singles.pop(slot, None)
-            self._attempts.pop(request_id, None)
-            self._answers.pop(request_id, None)
+        while opened and next(iter(opened.values())) < too_old:
+            self._forget(*opened.popitem(last=False))
         # blocks whose every slot is older than the oldest open one hold nothing any more
-        oldest = next(iter(self._open.values()), self._next_slot)
+        oldest = next(iter(opened.values()), self._next_slot)
         done = 0
         while done < len(self._blocks) and (
             self._starts[done] + len(self._blocks[done].request_ids) <= oldest
@@ -149,6 +152,15 @@ class DecisionLedger:
             done += 1
         if done:
             del self._starts[:done], self._blocks[:done]
+
+    def _forget(self, request_id: str, slot: int) -> None:
+        """What an evicted decision leaves besides its `_open` entry (often nothing)."""
+        if self._singles:
+            self._singles.pop(slot, None)
+        if self._attempts:
+            self._attempts.pop(request_id, None)
+        if self._answers:
+            self._answers.pop(request_id, None)
 
     def __len__(self) -> int:
         return len(self._open)
@@ -189,11 +201,15 @@ class DecisionLedger:
         self._next_slot += len(block.request_ids)
         self._starts.append(start)
         self._blocks.append(block)
-        routable = (block.ranked[:, 0] >= 0).tolist() if len(block.request_ids) else []
-        for row, (request_id, ok) in enumerate(zip(block.request_ids, routable, strict=True)):
-            if ok:
-                self._drop_if_open(request_id)
-                self._open[request_id] = start + row
+        ids = block.request_ids
+        routable = block.ranked[:, 0] >= 0 if ids else np.ones(0, bool)
+        if routable.all() and self._open.keys().isdisjoint(ids):  # fresh ids: in one update
+            self._open.update(zip(ids, range(start, start + len(ids)), strict=True))
+        else:
+            for row, (request_id, ok) in enumerate(zip(ids, routable.tolist(), strict=True)):
+                if ok:
+                    self._drop_if_open(request_id)
+                    self._open[request_id] = start + row
         if len(self._open) > self.capacity or self._next_slot - self._starts[0] > 4 * self.capacity:
             self._evict()
 

@@ -206,3 +206,18 @@ def test_the_same_id_remembered_again_keeps_the_newest():
     ledger.remember("r", ("a",))
     ledger.remember_block(_block(["r"], [[1, -1, -1]]))
     assert len(ledger) == 1 and ledger.entry("r").allowed == ("b",)  # type: ignore[union-attr]
+
+
+def test_blocks_alone_are_remembered_in_bulk_and_evicted_oldest_first(registry):
+    ledger = DecisionLedger(capacity=5)
+    ledger.remember_block(_block([f"b{i}" for i in range(4)], [[0, 1, -1]] * 4))
+    ledger.remember_block(_block([f"c{i}" for i in range(4)], [[2, -1, -1]] * 4))
+    assert len(ledger) == 5 and [f"b{i}" in ledger for i in range(4)] == [False] * 3 + [True]
+    assert ledger.entry("b3").allowed == ("a", "b")  # type: ignore[union-attr]
+    assert ledger.entry("c0").allowed == ("c",)  # type: ignore[union-attr]
+    ledger.settle("b3", "b", registry, True, 1.0, None, None)
+    ledger.remember_block(_block(["d0", "d1"], [[1, -1, -1]] * 2))
+    assert len(ledger) == 5 and "c0" not in ledger and "d1" in ledger
+    assert len(ledger._blocks) == 2  # b's block holds nothing open: released
+    with refused("replayed"):
+        ledger.settle("b3", "b", registry, True, 1.0, None, None)
