@@ -34,6 +34,7 @@ def build_app(args: AppArgs | dict[str, Any] | None = None) -> Application:
     options: dict[str, Any] = {
         "max_ongoing_requests": parsed.max_ongoing_requests,
         "ray_actor_options": {"num_cpus": parsed.replica_num_cpus},
+        "logging_config": {"enable_access_log": parsed.access_log},
     }
     if parsed.max_replicas_per_node is not None:
         options["max_replicas_per_node"] = parsed.max_replicas_per_node

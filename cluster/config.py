@@ -97,6 +97,11 @@ class AppArgs(BaseModel):
     pin_replicas: bool = Field(
         True, description="pin each replica process to core rank % cpu_count"
     )
+    access_log: bool = Field(
+        False,
+        description="Serve's access-log line per request in each replica's log (off: the "
+        "history and the Prometheus metrics already count every request)",
+    )
     admin_token: str | None = Field(
         None, description="bearer token for admin endpoints (or TINYDANCER_ADMIN_TOKEN)"
     )

@@ -61,6 +61,9 @@ def test_build_app_turns_args_into_deployment_options(monkeypatch):
     assert deployment._deployment_config.autoscaling_config.max_replicas == 4
     assert deployment._deployment_config.max_ongoing_requests == 64
     assert deployment.ray_actor_options["num_cpus"] == 0.5
+    assert deployment._deployment_config.logging_config["enable_access_log"] is False
+    logged = build_app({**_serve_config()["applications"][0]["args"], "access_log": True})
+    assert logged._bound_deployment._deployment_config.logging_config["enable_access_log"]
 
 
 def test_rayservice_manifest_matches_the_serve_config():
