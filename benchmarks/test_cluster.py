@@ -236,10 +236,10 @@ def test_batch_of_10k_requests(benchmark, running):
             assert reply.status_code == 200, reply.text[:300]
             return reply.json()
 
-        out = benchmark.pedantic(call, rounds=3, warmup_rounds=1)
+        out = benchmark.pedantic(call, rounds=9, warmup_rounds=1)
         # the transport floor: the same body to an echo that reads it, alternating with ours
         paired: dict[str, list[float]] = {"batch": [], "echo_body": []}
-        for _ in range(3 if median_s(benchmark) is not None else 1):
+        for _ in range(5 if median_s(benchmark) is not None else 1):
             for name, path in (("batch", "/v1/route/batch"), ("echo_body", "/echo_body")):
                 t0 = time.perf_counter()
                 reply = client.post(
