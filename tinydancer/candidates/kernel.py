@@ -2,21 +2,15 @@
 
 The kernel takes the INT8 weights as arguments (packed into three arrays) and
 dequantizes them inside, so a reload with same-shaped weights swaps arrays without
-recompiling. The small-call kernel (`reduced_scorer`) instead has a model's arrays
-closed over: handing six arguments to a jitted call cost ~2 µs more than one (8.6 vs
-10.9 µs here, interleaved), a quarter of the call in a route(100) of ~35 µs. Its single
-output (5, bucket) float32 holds confidence, uncertainty, use_lightweight, per-row
-input problems and the heuristic score, so one device-to-host transfer brings
-everything back.
+recompiling. Its single output (5, bucket) float32 holds confidence, uncertainty,
+use_lightweight, per-row input problems and the heuristic score, so one
+device-to-host transfer brings everything back.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property, partial
+from functools import partial
 from typing import Any
 
 import jax
@@ -36,7 +30,6 @@ __all__ = [
     "ROW_PROBLEM",
     "ROW_UNC",
     "LoadedModel",
-    "reduced_scorer",
     "score_kernel",
     "score_reduced_kernel",
 ]
@@ -75,7 +68,8 @@ def score_kernel(
     )
 
 
-def _score_reduced(
+@partial(jax.jit, static_argnames=("layout",))
+def score_reduced_kernel(
     qpack: jax.Array,
     spack: jax.Array,
     fpack: jax.Array,
@@ -109,37 +103,6 @@ def _score_reduced(
         count,
         layout,
     )
-
-
-score_reduced_kernel = jax.jit(_score_reduced, static_argnames=("layout",))
-
-_SCORERS: OrderedDict[tuple[Any, ...], Callable[[np.ndarray], jax.Array]] = OrderedDict()
-_SCORERS_LOCK = threading.Lock()
-_SCORERS_KEPT = 16  # distinct (model, settings) pairs whose compiled scorers stay cached
-
-
-def reduced_scorer(
-    weights: tuple[jax.Array, ...], table: jax.Array, settings: jax.Array, layout: tuple[Any, ...]
-) -> Callable[[np.ndarray], jax.Array]:
-    """`score_reduced_kernel` with these arrays closed over: a jitted call of `aux` alone.
-
-    Routers that hold arrays of the same content share one scorer, so its buckets compile
-    once per process (tests and a replica build several routers over the shipped model).
-    """
-    qpack, spack, fpack = weights
-    arrays = (qpack, spack, fpack, table, settings)
-    key = (layout, *((a.shape, a.dtype.str, np.asarray(a).tobytes()) for a in arrays))
-    with _SCORERS_LOCK:
-        scorer = _SCORERS.get(key)
-        if scorer is None:
-            scorer = jax.jit(
-                lambda aux: _score_reduced(qpack, spack, fpack, table, settings, aux, layout=layout)
-            )
-            _SCORERS[key] = scorer
-            while len(_SCORERS) > _SCORERS_KEPT:
-                _SCORERS.popitem(last=False)
-        _SCORERS.move_to_end(key)
-        return scorer
 
 
 def _score_rows(
@@ -191,11 +154,8 @@ class LoadedModel:
             )
         )
 
-    @cached_property
-    def reduced_call(self) -> Callable[[np.ndarray], jax.Array]:
-        """This model's `reduced_scorer` (built on first use, by the warm-up)."""
-        return reduced_scorer(self.weights, self.table, self.settings, self.layout)
-
     def score_reduced(self, aux: np.ndarray) -> np.ndarray:
         """`score` from host-side reductions (see `score_reduced_kernel`)."""
-        return np.asarray(self.reduced_call(aux))
+        return np.asarray(
+            score_reduced_kernel(*self.weights, self.table, self.settings, aux, layout=self.layout)
+        )

@@ -143,8 +143,7 @@ class Router:
         """Swap in new weights (validated and warmed first); returns the new model version.
 
         Requests in flight finish on the old weights; a bad file raises and changes nothing.
-        The new model must read embeddings of the same dimension. New weights compile the
-        small-call scorer's warm buckets before the swap (about a second up to 1,024).
+        The new model must read embeddings of the same dimension.
         """
         model = source if isinstance(source, RouterModel) else self._read(Path(source))
         if model.embedding.dim != self._loaded.dim:

@@ -108,19 +108,3 @@ def test_reduced_path_reports_the_same_input_errors(router, monkeypatch, field, 
                 router.route(request)
             messages.append(str(caught.value))
     assert messages[0] == messages[1]
-
-
-def test_routers_share_a_small_call_scorer_only_over_the_same_arrays():
-    """The small-call scorer has the model and settings compiled in: routers over the
-    same arrays share one (compiled once), and other settings get their own."""
-    config = RouterConfig(warm_up_to_candidates=16)
-    first, second = Router(config, clock=lambda: NOW), Router(config, clock=lambda: NOW)
-    strict = Router(config.model_copy(update={"confidence_threshold": 0.99}), clock=lambda: NOW)
-    assert first._loaded.reduced_call is second._loaded.reduced_call
-    assert strict._loaded.reduced_call is not first._loaded.reduced_call
-    request = random_request(np.random.default_rng(7), 50)
-    usual, picky = first.route(request), strict.route(request)
-    np.testing.assert_array_equal(usual.confidence, picky.confidence)
-    expected = (picky.confidence >= 0.99) & (picky.uncertainty <= strict.config.max_uncertainty)
-    np.testing.assert_array_equal(picky.use_lightweight, expected)
-    assert usual.use_lightweight.sum() > picky.use_lightweight.sum()  # the threshold bites
