@@ -154,13 +154,10 @@ class DecisionLedger:
             del self._starts[:done], self._blocks[:done]
 
     def _forget(self, request_id: str, slot: int) -> None:
-        """What an evicted decision leaves besides its `_open` entry (often nothing)."""
-        if self._singles:
-            self._singles.pop(slot, None)
-        if self._attempts:
-            self._attempts.pop(request_id, None)
-        if self._answers:
-            self._answers.pop(request_id, None)
+        """What an evicted decision leaves besides its `_open` entry."""
+        self._singles.pop(slot, None)
+        self._attempts.pop(request_id, None)
+        self._answers.pop(request_id, None)
 
     def __len__(self) -> int:
         return len(self._open)
