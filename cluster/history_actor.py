@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import ray
@@ -58,13 +59,15 @@ class HistoryStoreActor:
 
     async def append(
         self,
-        decisions: DecisionColumns | None,
+        decisions: Sequence[DecisionColumns],
         outcomes: OutcomeColumns | None,
         attempts: AttemptColumns | None = None,
     ) -> int:
+        """Buffer a replica's records; decision batches come as they were built (the
+        store merges them only as Arrow)."""
         self._ensure_ticker()
-        if decisions is not None:
-            self.store.append_decisions(decisions)
+        for batch in decisions:
+            self.store.append_decisions(batch)
         if outcomes is not None:
             self.store.append_outcomes(outcomes)
         if attempts is not None:

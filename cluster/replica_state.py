@@ -186,22 +186,19 @@ class ReplicaState:
         attempts, self.attempts = self.attempts, AttemptColumns()
         if not decisions and not len(outcomes) and not len(attempts):
             return
-        merged = DecisionColumns()
-        for batch in decisions:
-            merged.extend(batch)
+        decisions = [batch for batch in decisions if len(batch)]
         try:
             await self.history_actor.append.remote(
-                merged if len(merged) else None,
+                decisions,  # as built: merging columnar batches would make per-row objects
                 outcomes if len(outcomes) else None,
                 attempts if len(attempts) else None,
             )
         except ray.exceptions.RayError:
-            self.decisions.insert(0, merged)  # keep for the next try, within a bound
+            self.decisions[:0] = decisions  # keep for the next try, within a bound
             self.outcomes.extend(outcomes)
             self.attempts.extend(attempts)
-            if self.pending_records() > _MAX_PENDING_RECORDS:
-                self.history_dropped += len(self.decisions[0])
-                self.decisions.pop(0)
+            while self.decisions and self.pending_records() > _MAX_PENDING_RECORDS:
+                self.history_dropped += len(self.decisions.pop(0))  # the oldest first
             raise
         self.metrics.history_pending.labels(self.replica).set(0)
 

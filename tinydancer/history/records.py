@@ -45,38 +45,48 @@ def dequantize_embeddings(blobs: Sequence[bytes], scales: np.ndarray) -> np.ndar
     return raw.astype(np.float32) * np.asarray(scales, np.float32)[:, None]
 
 
+# A numeric column: a list, or a numpy array (the columnar batch path keeps its arrays).
+Numbers = list[float] | np.ndarray
+OptionalNumbers = list[float | None] | np.ndarray
+
+
 @dataclass
 class DecisionColumns:
     """A batch of decisions, column by column (see `schema.TABLES['decisions']`)."""
 
     request_id: list[str] = field(default_factory=list)
-    ts: list[float] = field(default_factory=list)  # Unix seconds
+    ts: Numbers = field(default_factory=list)  # Unix seconds
     mode: list[str] = field(default_factory=list)
-    embedding: list[np.ndarray] = field(default_factory=list)  # (D,) int8 each, or one (N, D) block
-    embedding_scale: list[float] = field(default_factory=list)
-    message_count: list[int] = field(default_factory=list)
+    embedding: list[np.ndarray] | np.ndarray = field(default_factory=list)  # (D,) int8s or (N, D)
+    embedding_scale: Numbers = field(default_factory=list)
+    message_count: list[int] | np.ndarray = field(default_factory=list)
     chosen: list[str] = field(default_factory=list)
-    confidence: list[float] = field(default_factory=list)
-    uncertainty: list[float] = field(default_factory=list)
-    propensity: list[float] = field(default_factory=list)
-    model_quality: list[float | None] = field(default_factory=list)
-    expected_quality: list[float | None] = field(default_factory=list)
-    estimated_cost_usd: list[float | None] = field(default_factory=list)
+    confidence: Numbers = field(default_factory=list)
+    uncertainty: Numbers = field(default_factory=list)
+    propensity: Numbers = field(default_factory=list)
+    model_quality: OptionalNumbers = field(default_factory=list)
+    expected_quality: OptionalNumbers = field(default_factory=list)
+    estimated_cost_usd: OptionalNumbers = field(default_factory=list)
     estimated_latency_ms: list[float | None] = field(default_factory=list)
     alternatives: list[str] = field(default_factory=list)  # JSON list of names
     optimize_for: list[str | None] = field(default_factory=list)
     willingness_to_pay: list[float | None] = field(default_factory=list)
     constraints: list[str | None] = field(default_factory=list)  # JSON
     model_version: list[str] = field(default_factory=list)
-    inference_time_us: list[float] = field(default_factory=list)
+    inference_time_us: Numbers = field(default_factory=list)
     replica: list[str | None] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.request_id)
 
     def extend(self, other: DecisionColumns) -> None:
+        """Append `other`'s rows (a column held as a numpy array becomes a list here)."""
         for f in fields(self):
-            getattr(self, f.name).extend(getattr(other, f.name))
+            mine = getattr(self, f.name)
+            if not isinstance(mine, list):
+                mine = list(mine)
+                setattr(self, f.name, mine)
+            mine.extend(getattr(other, f.name))
 
     def as_dict(self) -> dict[str, list[Any]]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -215,30 +225,31 @@ def from_agent_decisions(
     codes, scales = (
         quantize_embeddings(np.stack(last)) if last else (np.zeros((0, 0), np.int8), np.zeros(0))
     )
-    columns = DecisionColumns()
-    for i, (request, d) in enumerate(zip(requests, decisions, strict=True)):
-        columns.request_id.append(d.request_id)
-        columns.ts.append(times[i])
-        columns.mode.append("agent")
-        columns.embedding.append(codes[i])
-        columns.embedding_scale.append(float(scales[i]))
-        columns.message_count.append(counts[i])
-        columns.chosen.append(d.agent)
-        columns.confidence.append(d.confidence)
-        columns.uncertainty.append(d.uncertainty)
-        columns.propensity.append(d.propensity)
-        columns.model_quality.append(d.model_quality)
-        columns.expected_quality.append(d.expected_quality)
-        columns.estimated_cost_usd.append(d.estimated_cost_usd)
-        columns.estimated_latency_ms.append(d.estimated_latency_ms)
-        columns.alternatives.append(json.dumps([r[0] for r in d.ranked[1:4]]))
-        columns.optimize_for.append(d.objective)
-        columns.willingness_to_pay.append(request.willingness_to_pay)
-        columns.constraints.append(_constraints_json(request))
-        columns.model_version.append(d.model_version)
-        columns.inference_time_us.append(d.inference_time_us)
-        columns.replica.append(replica)
-    return columns
+    if len(requests) != len(decisions):
+        raise ValueError(f"got {len(requests)} requests for {len(decisions)} decisions")
+    return DecisionColumns(
+        request_id=[d.request_id for d in decisions],
+        ts=times,
+        mode=["agent"] * len(decisions),
+        embedding=list(codes),
+        embedding_scale=scales.tolist(),
+        message_count=counts,
+        chosen=[d.agent for d in decisions],
+        confidence=[d.confidence for d in decisions],
+        uncertainty=[d.uncertainty for d in decisions],
+        propensity=[d.propensity for d in decisions],
+        model_quality=[d.model_quality for d in decisions],
+        expected_quality=[d.expected_quality for d in decisions],
+        estimated_cost_usd=[d.estimated_cost_usd for d in decisions],
+        estimated_latency_ms=[d.estimated_latency_ms for d in decisions],
+        alternatives=[json.dumps([r[0] for r in d.ranked[1:4]]) for d in decisions],
+        optimize_for=[d.objective for d in decisions],
+        willingness_to_pay=[r.willingness_to_pay for r in requests],
+        constraints=[_constraints_json(r) for r in requests],
+        model_version=[d.model_version for d in decisions],
+        inference_time_us=[d.inference_time_us for d in decisions],
+        replica=[replica] * len(decisions),
+    )
 
 
 def from_columnar(
@@ -249,32 +260,46 @@ def from_columnar(
     ts: float,
     replica: str | None = None,
 ) -> DecisionColumns:
-    """History columns for `AgentRouter.route_embeddings` results (rows with an agent only)."""
-    rows = np.flatnonzero(decisions.agent_index >= 0)
-    codes, scales = quantize_embeddings(np.asarray(block, np.float32)[rows])
+    """History columns for `AgentRouter.route_embeddings` results (rows with an agent only).
+
+    Numeric columns stay numpy arrays and the embeddings one (N, D) int8 block, so a
+    10k-row batch makes no per-row Python objects beyond its ids, names and JSON strings
+    (which the store needs as strings anyway): the rows cost little to build, to pickle
+    on their way to the history actor and to turn into Arrow.
+    """
+    index = decisions.agent_index
+    rows = np.flatnonzero(index >= 0)
+    every = len(rows) == len(index)
+    pick: Any = slice(None) if every else rows
+    codes, scales = quantize_embeddings(np.asarray(block, np.float32)[pick])
     n = len(rows)
-    agents = decisions.agents
+    names = decisions.agent_names
+    ids, alternatives = decisions.request_ids, decisions.alternatives
+    if not every:
+        ids = [ids[i] for i in rows.tolist()]
+        alternatives = [alternatives[i] for i in rows.tolist()]
+    confidence = decisions.confidence[pick]
     return DecisionColumns(
-        request_id=[decisions.request_ids[i] for i in rows],
-        ts=[ts] * n,
+        request_id=list(ids),
+        ts=np.full(n, ts, np.float64),
         mode=["agent"] * n,
-        embedding=list(codes),
-        embedding_scale=scales.tolist(),
-        message_count=[1] * n,
-        chosen=[agents[i] for i in rows],
-        confidence=decisions.confidence[rows].tolist(),
-        uncertainty=decisions.uncertainty[rows].tolist(),
-        propensity=decisions.confidence[rows].tolist(),
-        model_quality=decisions.model_quality[rows].tolist(),
-        expected_quality=decisions.expected_quality[rows].tolist(),
-        estimated_cost_usd=decisions.estimated_cost_usd[rows].tolist(),
+        embedding=codes,
+        embedding_scale=scales,
+        message_count=np.ones(n, np.int32),
+        chosen=[names[i] for i in index[rows].tolist()],
+        confidence=confidence,
+        uncertainty=decisions.uncertainty[pick],
+        propensity=confidence,
+        model_quality=decisions.model_quality[pick],
+        expected_quality=decisions.expected_quality[pick],
+        estimated_cost_usd=decisions.estimated_cost_usd[pick],
         estimated_latency_ms=[None] * n,
-        alternatives=_json_lists([decisions.alternatives[i] for i in rows]),
+        alternatives=_json_lists(alternatives),
         optimize_for=[template.optimize_for] * n,
         willingness_to_pay=[template.willingness_to_pay] * n,
         constraints=[_constraints_json(template)] * n,
         model_version=[decisions.model_version] * n,
-        inference_time_us=[0.0] * n,
+        inference_time_us=np.zeros(n),
         replica=[replica] * n,
     )
 

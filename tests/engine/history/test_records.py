@@ -1,7 +1,14 @@
-"""from_agent_decisions: rows built for many routed batches at once (what a replica does at
-each push) equal the rows built batch by batch when the decisions were made."""
+"""History rows from routed decisions.
+
+from_agent_decisions: rows built for many routed batches at once (what a replica does at
+each push) equal the rows built batch by batch when the decisions were made.
+from_columnar: the rows of a `/v1/route/batch` block keep their numeric columns as arrays
+and store the same values as the decisions returned.
+"""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
@@ -10,15 +17,20 @@ from tinydancer.agents.config import AgentRouterConfig
 from tinydancer.agents.registry import AgentRegistry
 from tinydancer.agents.router import AgentRouter
 from tinydancer.agents.types import AgentRequest, Constraints
-from tinydancer.history.records import DecisionColumns, from_agent_decisions
+from tinydancer.history.records import DecisionColumns, from_agent_decisions, from_columnar
+from tinydancer.history.store import HistoryConfig, HistoryStore
 from tinydancer.model.weights import load_model, shipped_model_path
 
 
 @pytest.fixture(scope="module")
-def batches():
+def router():
     model = load_model(shipped_model_path("agent"))
     registry = AgentRegistry.for_model(model, capabilities=["chat"])
-    router = AgentRouter(registry, config=AgentRouterConfig(seed=0, warm=False), model=model)
+    return AgentRouter(registry, config=AgentRouterConfig(seed=0, warm=False), model=model)
+
+
+@pytest.fixture(scope="module")
+def batches(router):
     rng = np.random.default_rng(3)
     out = []
     for k, size in enumerate((1, 5, 3, 1, 8)):
@@ -59,3 +71,40 @@ def test_one_time_per_decision_is_required(batches):
     requests, decisions, _ = batches[1]
     with pytest.raises(ValueError, match="ts: got 2 times for 5 decisions"):
         from_agent_decisions(requests, decisions, ts=[1.0, 2.0])
+
+
+def test_columnar_rows_skip_unroutable_rows_and_store_what_was_decided(router, tmp_path):
+    block = np.random.default_rng(4).normal(size=(64, 384)).astype(np.float32)
+    qualities = router.route_embeddings(block, AgentRequest()).expected_quality
+    # a quality floor between the rows' best qualities: some rows have no eligible agent
+    template = AgentRequest(constraints=Constraints(min_quality=float(np.median(qualities))))
+    decided = router.route_embeddings(block, template)
+    routable = decided.agent_index >= 0
+    assert 0 < routable.sum() < len(block)
+
+    rows = from_columnar(block, decided, template, ts=1_000.0, replica="r1")
+    assert isinstance(rows.confidence, np.ndarray) and rows.embedding.shape == (routable.sum(), 384)
+    assert rows.request_id == [r for r, ok in zip(decided.request_ids, routable, strict=True) if ok]
+    assert rows.chosen == [a for a in decided.agents if a is not None]
+
+    store = HistoryStore(HistoryConfig(path=tmp_path / "h.duckdb"))
+    store.append_decisions(rows)
+    assert store.flush() == routable.sum()
+    stored = store.query(
+        "SELECT request_id, chosen, confidence, expected_quality, estimated_cost_usd, "
+        "message_count, alternatives, embedding, embedding_scale, replica FROM decisions ORDER BY seq"
+    )
+    picked = np.flatnonzero(routable)
+    assert [r[0] for r in stored] == rows.request_id
+    assert [r[1] for r in stored] == rows.chosen
+    for name, k in (("confidence", 2), ("expected_quality", 3), ("estimated_cost_usd", 4)):
+        np.testing.assert_array_equal(
+            np.array([r[k] for r in stored], np.float32), getattr(decided, name)[picked], name
+        )
+    assert {r[5] for r in stored} == {1} and {r[9] for r in stored} == {"r1"}
+    assert [r[6] for r in stored] == [
+        json.dumps(list(decided.alternatives[i])) for i in picked.tolist()
+    ]
+    codes = np.frombuffer(b"".join(r[7] for r in stored), np.int8).reshape(len(stored), 384)
+    scales = np.array([r[8] for r in stored], np.float32)
+    np.testing.assert_allclose(codes * scales[:, None], block[picked], atol=float(scales.max()))
