@@ -17,7 +17,12 @@ from tinydancer.agents.config import AgentRouterConfig
 from tinydancer.agents.registry import AgentRegistry
 from tinydancer.agents.router import AgentRouter
 from tinydancer.agents.types import AgentRequest, Constraints
-from tinydancer.history.records import DecisionColumns, from_agent_decisions, from_columnar
+from tinydancer.history.records import (
+    DecisionColumns,
+    dequantize_embeddings,
+    from_agent_decisions,
+    from_columnar,
+)
 from tinydancer.history.store import HistoryConfig, HistoryStore
 from tinydancer.model.weights import load_model, shipped_model_path
 
@@ -105,6 +110,6 @@ def test_columnar_rows_skip_unroutable_rows_and_store_what_was_decided(router, t
     assert [r[6] for r in stored] == [
         json.dumps(list(decided.alternatives[i])) for i in picked.tolist()
     ]
-    codes = np.frombuffer(b"".join(r[7] for r in stored), np.int8).reshape(len(stored), 384)
     scales = np.array([r[8] for r in stored], np.float32)
-    np.testing.assert_allclose(codes * scales[:, None], block[picked], atol=float(scales.max()))
+    restored = dequantize_embeddings([r[7] for r in stored], scales)
+    np.testing.assert_allclose(restored, block[picked], atol=float(scales.max()))
