@@ -17,6 +17,7 @@ Row norms use a fused reduction (no normalised N x D intermediate).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -32,6 +33,10 @@ __all__ = [
     "problems_from_reductions",
     "row_problems",
 ]
+
+# The (4, N) columns (age_s, access_count, success_rate, metadata_overlap): an array, or
+# its four rows (the kernels pass row slices, which XLA fuses where it copies a reshape).
+Columns = jax.Array | Sequence[jax.Array]
 
 FEATURE_NAMES = ("similarity", "recency", "frequency", "success_rate", "metadata_overlap")
 
@@ -109,7 +114,7 @@ def features_from_reductions(
     dots: jax.Array,
     norms_sq: jax.Array,
     query_norm_sq: jax.Array,
-    columns: jax.Array,
+    columns: Columns,
     constants: jax.Array,
 ) -> tuple[jax.Array, jax.Array]:
     """`candidate_features` given the embedding reductions: dots (N,) = E q, norms_sq (N,)
@@ -120,9 +125,14 @@ def features_from_reductions(
     weights, decay, inv_log_saturation = constants[:5], constants[5], constants[6]
     recency = jnp.exp(-decay * jnp.maximum(age_s, 0.0))
     frequency = jnp.minimum(1.0, jnp.log1p(jnp.maximum(access_count, 0.0)) * inv_log_saturation)
-    features = jnp.stack([similarity, recency, frequency, success_rate, overlap], axis=1)  # (N, 5)
-    heuristic = features @ weights / jnp.maximum(weights.sum(), 1e-12)  # (N,)
-    return features * weights, heuristic
+    features = [similarity, recency, frequency, success_rate, overlap]
+    # the weighted sum written out (a 5-term dot would be a separate XLA thunk on CPU)
+    weighted = [f * weights[i] for i, f in enumerate(features)]
+    total = weighted[0]
+    for w in weighted[1:]:
+        total = total + w
+    heuristic = total / jnp.maximum(weights.sum(), 1e-12)  # (N,)
+    return jnp.stack(weighted, axis=1), heuristic  # (N, 5), (N,)
 
 
 def row_problems(
@@ -143,7 +153,7 @@ def row_problems(
 def problems_from_reductions(
     norms_sq: jax.Array,
     query_norm_sq: jax.Array,
-    columns: jax.Array,
+    columns: Columns,
     valid: jax.Array,
     max_future_skew_s: jax.Array,
 ) -> jax.Array:

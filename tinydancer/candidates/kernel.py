@@ -1,14 +1,19 @@
 """The candidate-mode kernel: one jitted call scores, bounds and checks every candidate.
 
-The kernel takes the INT8 weights as arguments (packed into three arrays) and
-dequantizes them inside, so a reload with same-shaped weights swaps arrays without
-recompiling. Its single output (5, bucket) float32 holds confidence, uncertainty,
-use_lightweight, per-row input problems and the heuristic score, so one
+The model travels as one float32 array (`pack_model`): its one-step form computed once
+at load from the dequantized INT8 weights (input weights and head transposed, the two
+gates' sigmoids), the settings and the uncertainty table, sliced apart inside the kernel
+by a static layout. A jitted call pays a few µs per argument, and on XLA's CPU runtime
+every small dot, dequantization or scalar op is a thunk of its own, so a small call pays
+for two arguments and a few fused loops; a reload with same-shaped weights swaps the
+array without recompiling. The single output (5, bucket) float32 holds confidence,
+uncertainty, use_lightweight, per-row input problems and the heuristic score, so one
 device-to-host transfer brings everything back.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -19,8 +24,7 @@ import numpy as np
 
 from tinydancer.candidates import features as feats
 from tinydancer.model.conformal import uncertainty_jnp
-from tinydancer.model.fastgrnn import forward
-from tinydancer.model.quantization import unpack
+from tinydancer.model.fastgrnn import forward_one_step, one_step_form
 from tinydancer.model.weights import RouterModel
 
 __all__ = [
@@ -30,6 +34,7 @@ __all__ = [
     "ROW_PROBLEM",
     "ROW_UNC",
     "LoadedModel",
+    "pack_model",
     "score_kernel",
     "score_reduced_kernel",
 ]
@@ -39,11 +44,7 @@ ROW_CONF, ROW_UNC, ROW_LIGHT, ROW_PROBLEM, ROW_HEURISTIC = range(5)  # rows of t
 
 @partial(jax.jit, static_argnames=("layout",))
 def score_kernel(
-    qpack: jax.Array,
-    spack: jax.Array,
-    fpack: jax.Array,
-    table: jax.Array,
-    settings: jax.Array,
+    model: jax.Array,
     embeddings: jax.Array,
     aux: jax.Array,
     *,
@@ -55,26 +56,21 @@ def score_kernel(
     success_rate, metadata_overlap), the query, and the number of real rows. Every host
     array passed to a jitted call costs a few µs, so the small inputs travel together.
     settings: (10,) = 7 feature constants, confidence threshold, uncertainty threshold,
-    allowed future skew of created_at (s).
+    allowed future skew of created_at (s); they travel in `model` (see `pack_model`).
     Ranking is left to the host: numpy sorts 100 floats in ~2 µs, XLA's CPU sort costs
     several times that.
     """
     n = embeddings.shape[0]
-    columns, query, count = aux[: 4 * n].reshape(4, n), aux[4 * n : -1], aux[-1]
+    columns = [aux[i * n : (i + 1) * n] for i in range(4)]  # row slices (see the reduced kernel)
+    query, count = aux[4 * n : -1], aux[-1]
     dots = embeddings @ query  # (N,)
     norms_sq = jnp.einsum("ij,ij->i", embeddings, embeddings)  # (N,) fused, no N x D temp
-    return _score_rows(
-        qpack, spack, fpack, table, settings, dots, norms_sq, query @ query, columns, count, layout
-    )
+    return _score_rows(model, dots, norms_sq, query @ query, columns, count, layout)
 
 
 @partial(jax.jit, static_argnames=("layout",))
 def score_reduced_kernel(
-    qpack: jax.Array,
-    spack: jax.Array,
-    fpack: jax.Array,
-    table: jax.Array,
-    settings: jax.Array,
+    model: jax.Array,
     aux: jax.Array,
     *,
     layout: tuple[Any, ...],
@@ -89,32 +85,46 @@ def score_reduced_kernel(
     machine in an unpinned process).
     """
     n = (aux.shape[0] - 2) // 6
-    rows, query_norm_sq, count = aux[: 6 * n].reshape(6, n), aux[-2], aux[-1]
-    return _score_rows(
-        qpack,
-        spack,
-        fpack,
-        table,
-        settings,
-        rows[0],
-        rows[1],
-        query_norm_sq,
-        rows[2:],
-        count,
-        layout,
-    )
+    # row slices, not a reshape: XLA would copy a reshaped (6, N) block before using it
+    rows = [aux[i * n : (i + 1) * n] for i in range(6)]
+    return _score_rows(model, rows[0], rows[1], aux[-2], rows[2:], aux[-1], layout)
+
+
+def pack_model(
+    params: Mapping[str, np.ndarray], table: np.ndarray, settings: np.ndarray
+) -> tuple[np.ndarray, tuple[Any, ...]]:
+    """One float32 array for the kernel, and its static layout: the model's
+    `one_step_form` (from its dequantized parameters), the settings, the uncertainty table.
+    """
+    parts = {**one_step_form(params), "settings": settings, "table": table}
+    layout, offset = [], 0
+    for name, value in parts.items():
+        layout.append((name, offset, np.shape(value)))
+        offset += int(np.size(value))
+    model = np.concatenate([np.asarray(v, np.float32).ravel() for v in parts.values()])
+    return model, tuple(layout)
+
+
+def _unpack_model(model: jax.Array, layout: tuple[Any, ...]) -> dict[str, Any]:
+    """Inside jit: `pack_model`'s array -> its named parts, matrices as lists of rows
+    (slices only; XLA fuses a row slice into its consumer, a reshaped matrix it copies)."""
+    parts: dict[str, Any] = {}
+    for name, offset, shape in layout:
+        if len(shape) == 2:
+            rows, cols = shape
+            starts = range(offset, offset + rows * cols, cols)
+            parts[name] = [model[start : start + cols] for start in starts]
+        else:
+            parts[name] = model[offset : offset + int(np.prod(shape))].reshape(shape)
+    return parts
 
 
 def _score_rows(
-    qpack: jax.Array,
-    spack: jax.Array,
-    fpack: jax.Array,
-    table: jax.Array,
-    settings: jax.Array,
+    model: jax.Array,
     dots: jax.Array,
     norms_sq: jax.Array,
     query_norm_sq: jax.Array,
-    columns: jax.Array,
+    columns: feats.Columns,
     count: jax.Array,
     layout: tuple[Any, ...],
 ) -> jax.Array:
@@ -122,11 +132,12 @@ def _score_rows(
     valid = (
         jnp.arange(n, dtype=jnp.float32) < count
     )  # rows past the request's count are bucket padding
-    params = unpack(qpack, spack, fpack, layout)
+    parts = _unpack_model(model, layout)
+    settings, table = parts["settings"], parts["table"]
     x, heuristic = feats.features_from_reductions(
         dots, norms_sq, query_norm_sq, columns, settings[:7]
     )  # (N, 5), (N,)
-    confidence = jax.nn.sigmoid(forward(params, x[:, None, :])[:, 0])  # (N,)
+    confidence = jax.nn.sigmoid(forward_one_step(parts, x)[:, 0])  # (N,)
     uncertainty = uncertainty_jnp(table, confidence)
     light = (confidence >= settings[7]) & (uncertainty <= settings[8])
     problems = feats.problems_from_reductions(
@@ -141,21 +152,13 @@ class LoadedModel:
     """Everything the kernel needs for one model, already on the device."""
 
     model: RouterModel
-    weights: tuple[jax.Array, jax.Array, jax.Array]  # packed int8 matrices, scales, floats
-    layout: tuple[Any, ...]
-    table: jax.Array
-    settings: jax.Array
+    packed: jax.Array  # `pack_model`'s array
+    layout: tuple[Any, ...]  # its static layout
     dim: int
 
     def score(self, embeddings: np.ndarray, aux: np.ndarray) -> np.ndarray:
-        return np.asarray(
-            score_kernel(
-                *self.weights, self.table, self.settings, embeddings, aux, layout=self.layout
-            )
-        )
+        return np.asarray(score_kernel(self.packed, embeddings, aux, layout=self.layout))
 
     def score_reduced(self, aux: np.ndarray) -> np.ndarray:
         """`score` from host-side reductions (see `score_reduced_kernel`)."""
-        return np.asarray(
-            score_reduced_kernel(*self.weights, self.table, self.settings, aux, layout=self.layout)
-        )
+        return np.asarray(score_reduced_kernel(self.packed, aux, layout=self.layout))

@@ -32,6 +32,7 @@ from tinydancer.candidates.kernel import (
     ROW_PROBLEM,
     ROW_UNC,
     LoadedModel,
+    pack_model,
 )
 from tinydancer.candidates.problems import raise_problem
 from tinydancer.candidates.text import with_text_embeddings
@@ -42,7 +43,6 @@ from tinydancer.model.embedding import (
     as_embedding,
     as_embedding_matrix,
 )
-from tinydancer.model.quantization import pack
 from tinydancer.model.staging import (
     BATCH_CHUNK,
     BUCKETS,
@@ -113,20 +113,20 @@ class Router:
         feature_config = self.config.features or FeatureConfig.from_schema(
             model.feature_schema["features"]
         )
-        qpack, spack, fpack, layout = pack(model.stored)
-        settings = [
-            *feature_config.constants(),
-            self.config.confidence_threshold,
-            self.config.max_uncertainty,
-            self.config.max_future_skew_s,
-        ]
+        settings = np.array(
+            [
+                *feature_config.constants(),
+                self.config.confidence_threshold,
+                self.config.max_uncertainty,
+                self.config.max_future_skew_s,
+            ],
+            np.float32,
+        )
+        packed, layout = pack_model(
+            model.float_params(), uncertainty_table(model.calibration), settings
+        )
         loaded = LoadedModel(
-            model=model,
-            weights=(jnp.asarray(qpack), jnp.asarray(spack), jnp.asarray(fpack)),
-            layout=layout,
-            table=jnp.asarray(uncertainty_table(model.calibration)),
-            settings=jnp.asarray(settings, jnp.float32),
-            dim=model.embedding.dim,
+            model=model, packed=jnp.asarray(packed), layout=layout, dim=model.embedding.dim
         )
         _warm(loaded, self.config.warm_up_to_candidates)
         return loaded
@@ -343,10 +343,10 @@ class Router:
                 out = loaded.score(staged, aux)[:, :n]
         done = time.perf_counter_ns()
         fallback = False
-        if out[ROW_PROBLEM].any():
+        if np.count_nonzero(out[ROW_PROBLEM]):  # (a third of .any()'s cost on 100 rows)
             out, fallback = self._problems(out, batch, query)
-        order = np.argsort(-out[ROW_CONF], kind="stable")
-        ranked = out[:, order]
+        order = (-out[ROW_CONF]).argsort(kind="stable")
+        ranked = out.take(order, axis=1)
         self.stats.routed_requests += 1
         self.stats.scored_candidates += n
         self.stats.fallback_requests += fallback

@@ -89,7 +89,7 @@ class CandidateBatch:
 
     @staticmethod
     def _check_column(name: str, values: Any, rows: int) -> None:
-        shape = np.shape(values)
+        shape = values.shape if isinstance(values, np.ndarray) else np.shape(values)
         if shape != (rows,):
             raise InvalidRequestError(
                 f"candidates.{name}",

@@ -29,7 +29,15 @@ import numpy as np
 
 from tinydancer.errors import ConfigError
 
-__all__ = ["FastGRNNConfig", "Params", "forward", "init_params", "matrix_names"]
+__all__ = [
+    "FastGRNNConfig",
+    "Params",
+    "forward",
+    "forward_one_step",
+    "init_params",
+    "matrix_names",
+    "one_step_form",
+]
 
 Params = Mapping[str, jax.Array]
 
@@ -138,6 +146,64 @@ def _cell(params: Params, wx_t: jax.Array, h: jax.Array) -> jax.Array:
     return z * h + update * h_tilde
 
 
+def _first_step(
+    pre: jax.Array, b_z: jax.Array, b_h: jax.Array, zeta_gate: jax.Array, nu_gate: jax.Array
+) -> jax.Array:
+    """The cell's state after one step from h0 = 0, given W x (B, H) and the gates
+    sigmoid(zeta), sigmoid(nu)."""
+    z = jax.nn.sigmoid(pre + b_z)
+    return (zeta_gate * (1.0 - z) + nu_gate) * jnp.tanh(pre + b_h)
+
+
+# Contractions up to this many terms are written out by `_small_matmul`.
+UNROLL_MAX_TERMS = 16
+
+
+def _small_matmul(x: jax.Array, w_t: Any) -> jax.Array:
+    """x @ w_t (x: (B, K), w_t: (K, M), or its K rows) as K products summed in order,
+    when K is small.
+
+    XLA on CPU runs every dot as a thunk of its own; written out, a contraction of a
+    few terms fuses into the elementwise loop around it, and a whole small model
+    becomes a couple of fused loops (rows sliced one by one from a flat parameter array
+    fuse too, where a reshaped matrix is copied first)."""
+    if len(w_t) > UNROLL_MAX_TERMS:
+        return x @ jnp.asarray(w_t)
+    out = x[:, 0:1] * w_t[0]
+    for k in range(1, len(w_t)):
+        out = out + x[:, k : k + 1] * w_t[k]
+    return out
+
+
+def one_step_form(params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """What `forward_one_step` reads, computed once on the host from float parameters:
+    the input weights as one (D, H) matrix (W2 W1 multiplied out when low rank), the
+    gates sigmoid(zeta) and sigmoid(nu), the head transposed (H, O) and the biases.
+    U is left out: one step from h0 = 0 never reads it."""
+    p = {k: np.asarray(v, np.float32) for k, v in params.items()}
+    w = p["W"] if "W" in p else p["W2"] @ p["W1"]
+    with np.errstate(over="ignore"):  # exp(-x) = inf for very negative x: sigmoid 0
+        gates = {k + "_gate": 1.0 / (1.0 + np.exp(-p[k])) for k in ("zeta", "nu")}
+    return {
+        "input_t": np.ascontiguousarray(w.T),
+        "b_z": p["b_z"],
+        "b_h": p["b_h"],
+        **{k: v.astype(np.float32) for k, v in gates.items()},
+        "head_t": np.ascontiguousarray(p["head.weight"].T),
+        "head.bias": p["head.bias"],
+    }
+
+
+def forward_one_step(form: Mapping[str, Any], x: jax.Array) -> jax.Array:
+    """`forward(params, x[:, None, :])` for one-step inputs x (B, D), logits (B, O), from
+    `one_step_form(params)`, with contractions of up to `UNROLL_MAX_TERMS` terms written
+    out (`_small_matmul`): the candidate kernel's form. Equal to `forward` up to float32
+    rounding of the sums. A matrix may also be given as the list of its rows."""
+    pre = _small_matmul(x, form["input_t"])
+    h = _first_step(pre, form["b_z"], form["b_h"], form["zeta_gate"], form["nu_gate"])
+    return _small_matmul(h, form["head_t"]) + form["head.bias"]
+
+
 def forward(params: Params, xs: jax.Array, mask: jax.Array | None = None) -> jax.Array:
     """Run the cell over a batch of sequences and apply the head.
 
@@ -151,10 +217,8 @@ def forward(params: Params, xs: jax.Array, mask: jax.Array | None = None) -> jax
     if steps == 1:
         # One step from h0 = 0: U h0 = 0 and z * h0 = 0, so only the input path remains.
         # (Same cell; this spares the hot path a matmul by zero and the scan bookkeeping.)
-        pre = wx[:, 0]
-        z = jax.nn.sigmoid(pre + params["b_z"])
-        update = jax.nn.sigmoid(params["zeta"]) * (1.0 - z) + jax.nn.sigmoid(params["nu"])
-        h = update * jnp.tanh(pre + params["b_h"])
+        gates = jax.nn.sigmoid(params["zeta"]), jax.nn.sigmoid(params["nu"])
+        h = _first_step(wx[:, 0], params["b_z"], params["b_h"], *gates)
         if mask is not None:
             h = jnp.where(mask[:, 0, None], h, h0)
     else:

@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from tinydancer import ConfigError
-from tinydancer.model.fastgrnn import FastGRNNConfig, forward, init_params, matrix_names
+from tinydancer.model.fastgrnn import (
+    UNROLL_MAX_TERMS,
+    FastGRNNConfig,
+    forward,
+    forward_one_step,
+    init_params,
+    matrix_names,
+    one_step_form,
+)
 from tinydancer.model.reference import fastgrnn_forward
 
 CONFIGS = {
@@ -32,6 +40,30 @@ def test_forward_matches_the_numpy_reference(config, key):
     want = fastgrnn_forward(_numpy(params), np.asarray(xs), mask)
     assert got.shape == (5, config.output_dim)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("wide", [False, True], ids=["unrolled", "wider-than-unrolled"])
+def test_the_one_step_form_equals_forward(config, key, wide):
+    # the candidate kernel's form: gates and the low-rank product computed once, small
+    # contractions written out as sums (past UNROLL_MAX_TERMS terms, left as matmuls),
+    # matrices as arrays or as lists of rows; same logits up to float32 rounding
+    if wide:
+        config = FastGRNNConfig(
+            input_dim=UNROLL_MAX_TERMS + 3, hidden_dim=UNROLL_MAX_TERMS + 1, w_rank=config.w_rank
+        )
+    params = init_params(config, key=key)
+    params["head.bias"] = params["head.bias"] + 0.3
+    params["zeta"] = params["zeta"] - 1.7  # away from the initial gates
+    x = 3.0 * jax.random.normal(jax.random.PRNGKey(3), (37, config.input_dim))
+    want = np.asarray(forward(params, x[:, None, :]))
+    form = one_step_form(_numpy(params))
+    assert "U" not in form and form["input_t"].shape == (config.input_dim, config.hidden_dim)
+    as_rows = {k: list(v) if v.ndim == 2 else v for k, v in form.items()}
+    for given in (form, as_rows):
+        got = np.asarray(jax.jit(forward_one_step)(given, x))
+        assert got.shape == (37, config.output_dim)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert np.abs(want).max() > 0.1  # a real comparison, not of zeros
 
 
 def test_padding_after_the_last_step_does_not_change_the_output(config, key):
