@@ -8,7 +8,6 @@ actor, ledger entries to the registry actor), and the same task refreshes the re
 and breaker snapshots every `snapshot_interval_s`.
 """
 
-import asyncio
 import os
 import time
 from typing import Any
@@ -116,9 +115,11 @@ class RouterDeployment:
             self.metrics,
         )
         self._batcher = MicroBatcher(
-            self._route_now, self.args.batch_max_size, self.args.batch_wait_timeout_s
+            self._route_now,
+            self.args.batch_max_size,
+            self.args.batch_wait_timeout_s,
+            alone_now=True,
         )
-        self._routing = 0  # route calls in progress on this replica
         _FAST["routes"] = {  # the same handlers as the FastAPI routes below
             "/v1/route": (RouteBody, self._route_body),
             "/v1/route/candidates": (CandidateRouteBody, self.route_candidates),
@@ -145,19 +146,10 @@ class RouterDeployment:
             if isinstance(request, AgentRequest)
             else RouteBody.model_validate(plain(request)).to_engine()
         )
-        self._routing += 1
         try:
-            await asyncio.sleep(0)  # let requests already delivered to this replica check in
-            if self._routing == 1:  # alone on this replica: no batch to form, route now
-                result = self._route_now([engine_request])[0]
-            else:
-                result = await self._batcher.submit(engine_request)
+            return await self._batcher.submit(engine_request)  # alone: routed at once
         finally:
-            self._routing -= 1
-        self.metrics.route_latency.labels("route").observe(time.perf_counter() - started)
-        if isinstance(result, Exception):
-            raise result
-        return result
+            self.metrics.route_latency.labels("route").observe(time.perf_counter() - started)
 
     async def describe(self) -> dict[str, Any]:
         """Handle method: which replica / node answered and what it serves."""

@@ -45,7 +45,6 @@ __all__ = ["ReplicaState"]
 log = logging.getLogger("tinydancer.replica")
 _MAX_PENDING_RECORDS = 500_000
 WARM_CANDIDATES = 1024  # candidate-mode shapes compiled in the background at start
-LONE_EACH_MAX = 4  # up to this many requests routed together go one by one (lone path)
 
 
 class ReplicaState:
@@ -264,12 +263,7 @@ class ReplicaState:
         limit = self.agent_router.config.max_messages
         items, tokens = embed_each(requests, self.encoder, limit)  # errors in place
         valid = [r for r in items if not isinstance(r, Exception)]
-        # a few requests are cheaper one by one on the lone path than as one batch (the same
-        # decisions either way: route_batch decides as request by request); so is a batch
-        # with a bad request, each then getting its own error
-        routed_valid = self._route_together(valid) if len(valid) > LONE_EACH_MAX else None
-        if routed_valid is None:
-            routed_valid = [self._route_alone(request) for request in valid]
+        routed_valid = self.agent_router.route_each(valid)
         answers = iter(routed_valid)
         decisions = [r if isinstance(r, Exception) else next(answers) for r in items]
         requests = items  # embedded: what the history records
@@ -287,18 +281,6 @@ class ReplicaState:
             d if isinstance(d, Exception) else with_tokens([d], [n])[0].to_dict()
             for d, n in zip(decisions, tokens, strict=True)
         ]
-
-    def _route_together(self, requests: list[AgentRequest]) -> list[Any] | None:
-        try:
-            return self.agent_router.route_batch(requests)
-        except TinyDancerError:
-            return None
-
-    def _route_alone(self, request: AgentRequest) -> Any:
-        try:
-            return self.agent_router.route(request)
-        except TinyDancerError as exc:
-            return exc
 
     def route_block(self, block: np.ndarray, template: AgentRequest) -> dict[str, Any]:
         columns = self.agent_router.route_embeddings(block, template)

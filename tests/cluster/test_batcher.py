@@ -109,3 +109,21 @@ def test_a_cancelled_caller_leaves_the_others_their_results():
 def test_max_size_below_one_is_refused():
     with pytest.raises(ValueError, match="max_size: got 0"):
         MicroBatcher(lambda items: items, max_size=0, wait_s=0.0)
+
+
+def test_alone_now_runs_a_lone_caller_at_once_and_batches_callers_that_arrive_together():
+    recorder = Recorder()
+
+    async def main():
+        batcher = MicroBatcher(recorder, max_size=32, wait_s=1.0, alone_now=True)
+        lone = await asyncio.wait_for(batcher.submit(1), 0.5)  # not the 1 s wait
+        together = await asyncio.gather(
+            *(batcher.submit(i) for i in (2, 3, -4)), return_exceptions=True
+        )
+        with pytest.raises(ValueError, match="item -5"):
+            await batcher.submit(-5)  # alone, its error raised in its caller
+        return lone, together, batcher._callers
+
+    lone, together, callers = run(main())
+    assert lone == 10 and together[:2] == [20, 30] and str(together[2]) == "item -4"
+    assert recorder.calls == [[1], [2, 3, -4], [-5]] and callers == 0

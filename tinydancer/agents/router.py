@@ -40,14 +40,18 @@ from tinydancer.agents.snapshot import OUT, RoutingSnapshot, build_snapshot
 from tinydancer.agents.text import Encoder, with_embeddings, with_tokens
 from tinydancer.agents.types import AgentDecision, AgentRequest
 from tinydancer.agents.warm import WARM_BATCHES, WARM_STEPS, warm_kernel
-from tinydancer.errors import ModelFileError, NoEligibleAgentError
+from tinydancer.errors import ModelFileError, NoEligibleAgentError, TinyDancerError
 from tinydancer.model.conformal import uncertainty_table
 from tinydancer.model.quantization import dequantized, pack
 from tinydancer.model.weights import RouterModel, load_model, shipped_model_path
 from tinydancer.runtime import use_sync_dispatch
 from tinydancer.text.encoder import LazyEncoder
 
-__all__ = ["AgentRouter", "AgentRouterConfig", "ColumnarDecisions"]
+__all__ = ["EACH_ALONE_MAX", "AgentRouter", "AgentRouterConfig", "ColumnarDecisions"]
+
+# `route_each` routes up to this many requests one by one: the lone path is cheaper for a
+# few requests than forming a batch (the same decisions either way).
+EACH_ALONE_MAX = 4
 
 
 @dataclass(frozen=True, eq=False)
@@ -264,6 +268,26 @@ class AgentRouter:
                     for i, request in enumerate(requests)
                 ]
         return with_tokens(decisions, tokens)
+
+    def route_each(self, requests: Sequence[AgentRequest]) -> list[AgentDecision | TinyDancerError]:
+        """One decision per request, in order, a request that cannot be routed getting its
+        own error in its place (a replica's micro-batch: the others are still routed).
+
+        More than `EACH_ALONE_MAX` requests go as one `route_batch`; fewer, or a batch that
+        fails as a whole, request by request.
+        """
+        if len(requests) > EACH_ALONE_MAX:
+            try:
+                return list(self.route_batch(requests))
+            except TinyDancerError:
+                pass  # each request then gets its own decision or error
+        decided: list[AgentDecision | TinyDancerError] = []
+        for request in requests:
+            try:
+                decided.append(self.route(request))
+            except TinyDancerError as exc:
+                decided.append(exc)
+        return decided
 
     def _score(
         self,

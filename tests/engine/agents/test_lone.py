@@ -118,3 +118,32 @@ def test_a_lone_request_in_route_batch_takes_the_lone_path(monkeypatch):
     assert fast[0].propensity == slow[0].propensity
     lone.route_batch([request, request])  # two requests: the batch path
     assert calls == [1] and len(lone.ledger) == 2
+
+
+def test_route_each_gives_a_bad_request_its_own_error_and_routes_the_rest(monkeypatch):
+    """A replica's micro-batch: up to EACH_ALONE_MAX requests one by one, more as one
+    batch; a batch that fails as a whole falls back to request by request, so a bad
+    request gets its error in its place and the others the decisions `route` gives."""
+    from tinydancer.agents.router import EACH_ALONE_MAX
+
+    router, reference = make_router(seed=9), make_router(seed=9)
+    sizes: list[int] = []
+    original = router.route_batch
+    monkeypatch.setattr(
+        router,
+        "route_batch",
+        lambda requests, **k: sizes.append(len(requests)) or original(requests, **k),
+    )
+    few = [AgentRequest(embedding=embedding(i)) for i in range(EACH_ALONE_MAX)]
+    assert [d.agent for d in router.route_each(few)] == [reference.route(r).agent for r in few]
+    assert sizes == [1] * EACH_ALONE_MAX  # one by one
+    sizes.clear()
+    many = [AgentRequest(embedding=embedding(10 + i)) for i in range(EACH_ALONE_MAX + 3)]
+    many[2] = AgentRequest(embedding=np.zeros(384, np.float32))  # no direction: an error
+    out = router.route_each(many)
+    assert sizes[0] == len(many) and sizes[1:] == [1] * len(many)  # the batch, then each
+    assert isinstance(out[2], EmbeddingError) and "embedding" in str(out[2])
+    want = [reference.route(r).agent for i, r in enumerate(many) if i != 2]
+    assert [d.agent for i, d in enumerate(out) if i != 2] == want
+    assert len(router.ledger) == EACH_ALONE_MAX + len(many) - 1  # each routed one remembered
+    assert router.route_each([]) == []
