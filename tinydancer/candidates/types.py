@@ -162,10 +162,10 @@ class RoutingResponse:
     """Decisions ranked by confidence, stored as columns (index 0 = most confident).
 
     Timings (µs): `feature_time_us` is the host-side preparation: validation, ages in
-    float64, staging of the inputs. `inference_time_us` is the one jitted call, which
-    computes the features (cosine, recency, frequency...), runs the FastGRNN, the
-    conformal bound and the ranking, and brings the results back. Together they are the
-    routing time the router itself adds.
+    float64, staging of the inputs (up to `router.HOST_REDUCE_ROWS` candidates, also the two
+    embedding reductions). `inference_time_us` is the one jitted call, which computes the
+    features (cosine, recency, frequency...), runs the FastGRNN and the conformal bound
+    and brings the results back; the ranking follows on the host, in neither.
     """
 
     request_id: str
