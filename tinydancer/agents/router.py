@@ -16,11 +16,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jax.numpy as jnp
 import numpy as np
 
 from tinydancer._ids import new_request_id
@@ -36,14 +34,13 @@ from tinydancer.agents.ledger import DecisionLedger
 from tinydancer.agents.lone import LoneInputs, is_lone, lone_decision
 from tinydancer.agents.registry import AgentRegistry
 from tinydancer.agents.requests import REQ
+from tinydancer.agents.served import ServedModel, read_agent_model, served_model
 from tinydancer.agents.snapshot import OUT, RoutingSnapshot, build_snapshot
 from tinydancer.agents.text import Encoder, with_embeddings, with_tokens
 from tinydancer.agents.types import AgentDecision, AgentRequest
 from tinydancer.agents.warm import WARM_BATCHES, WARM_STEPS, warm_kernel
 from tinydancer.errors import ModelFileError, NoEligibleAgentError, TinyDancerError
-from tinydancer.model.conformal import uncertainty_table
-from tinydancer.model.quantization import dequantized, pack
-from tinydancer.model.weights import RouterModel, load_model, shipped_model_path
+from tinydancer.model.weights import RouterModel
 from tinydancer.runtime import use_sync_dispatch
 from tinydancer.text.encoder import LazyEncoder
 
@@ -52,16 +49,6 @@ __all__ = ["EACH_ALONE_MAX", "AgentRouter", "AgentRouterConfig", "ColumnarDecisi
 # `route_each` routes up to this many requests one by one: the lone path is cheaper for a
 # few requests than forming a batch (the same decisions either way).
 EACH_ALONE_MAX = 4
-
-
-@dataclass(frozen=True, eq=False)
-class _Model:
-    model: RouterModel
-    weights: tuple[Any, Any, Any]
-    layout: tuple[Any, ...]
-    table: Any
-    heads: dict[str, int]
-    dim: int  # the embedding dimension (read on every request)
 
 
 class AgentRouter:
@@ -91,8 +78,8 @@ class AgentRouter:
         self._lone = LoneInputs()
         self.ledger = DecisionLedger(self.config.decision_cache_size)
         self._permits: dict[str, int] = {}
-        self._model = self._prepare(
-            model if model is not None else self._read(self.config.model_path)
+        self._model = served_model(
+            model if model is not None else read_agent_model(self.config.model_path)
         )
         self.registry.set_known_to_model(self._model.heads)
         self.registry.embedding_dim = self._model.dim
@@ -101,26 +88,6 @@ class AgentRouter:
             self.warm()
 
     # -- model -----------------------------------------------------------------------------
-    @staticmethod
-    def _read(path: Path | None) -> RouterModel:
-        return load_model(path or shipped_model_path("agent"), expect_mode="agent")
-
-    @staticmethod
-    def _prepare(model: RouterModel) -> _Model:
-        if model.mode != "agent":
-            raise ModelFileError(
-                model.version, "wrong model mode", expected="agent", found=model.mode
-            )
-        qpack, spack, fpack, layout = pack(model.stored)
-        return _Model(
-            model,
-            (jnp.asarray(dequantized(qpack, spack)), None, jnp.asarray(fpack)),
-            layout,
-            jnp.asarray(uncertainty_table(model.calibration)),
-            {name: i for i, name in enumerate(model.feature_schema["agents"])},
-            model.embedding.dim,
-        )
-
     @property
     def model(self) -> RouterModel:
         return self._model.model
@@ -130,7 +97,7 @@ class AgentRouter:
         return self._model.model.version
 
     def reload(self, source: str | Path | RouterModel) -> str:
-        model = source if isinstance(source, RouterModel) else self._read(Path(source))
+        model = source if isinstance(source, RouterModel) else read_agent_model(Path(source))
         if model.embedding != self._model.model.embedding:
             raise ModelFileError(
                 model.version,
@@ -138,7 +105,7 @@ class AgentRouter:
                 expected=str(self._model.model.embedding),
                 found=str(model.embedding),
             )
-        prepared = self._prepare(model)
+        prepared = served_model(model)
         with self._lock:
             self._model = prepared
             self.registry.set_known_to_model(prepared.heads)
@@ -291,7 +258,7 @@ class AgentRouter:
 
     def _score(
         self,
-        model: _Model,
+        model: ServedModel,
         snap: RoutingSnapshot,
         messages: np.ndarray,
         rows: np.ndarray,
@@ -309,7 +276,9 @@ class AgentRouter:
     def _draws(self) -> int:
         return self.registry.bandit_config.propensity_samples + 1  # the deciding draw + the rest
 
-    def _score_inputs(self, model: _Model, snap: RoutingSnapshot, inputs: np.ndarray) -> np.ndarray:
+    def _score_inputs(
+        self, model: ServedModel, snap: RoutingSnapshot, inputs: np.ndarray
+    ) -> np.ndarray:
         """The jitted call on the kernel's one host array (see `score_agents`)."""
         return np.asarray(
             score_agents(
