@@ -46,7 +46,7 @@ from tinydancer.gateway.outcomes import (
     AttemptOutcome,
     teach_registry_block,
 )
-from tinydancer.model.weights import load_model, shipped_model_path
+from tinydancer.model.weights import serving_model
 
 __all__ = [
     "AgentRegistryActor",
@@ -114,8 +114,8 @@ class AgentRegistryActor:
                             registry.register(Agent.model_validate(spec))
             # refuse agents whose specialization does not fit the model (one would break
             # every route)
-            registry.embedding_dim = load_model(
-                self._args.agent_model_path or shipped_model_path("agent"), expect_mode="agent"
+            registry.embedding_dim = serving_model(
+                self._args.agent_model_path, "agent"
             ).embedding.dim
             self._registry = registry
 

@@ -34,13 +34,13 @@ from tinydancer.agents.ledger import DecisionLedger
 from tinydancer.agents.lone import LoneInputs, is_lone, lone_decision
 from tinydancer.agents.registry import AgentRegistry
 from tinydancer.agents.requests import REQ
-from tinydancer.agents.served import ServedModel, read_agent_model, served_model
+from tinydancer.agents.served import ServedModel, served_model
 from tinydancer.agents.snapshot import OUT, RoutingSnapshot, build_snapshot
 from tinydancer.agents.text import Encoder, with_embeddings, with_tokens
 from tinydancer.agents.types import AgentDecision, AgentRequest
 from tinydancer.agents.warm import WARM_BATCHES, WARM_STEPS, warm_kernel
 from tinydancer.errors import ModelFileError, NoEligibleAgentError, TinyDancerError
-from tinydancer.model.weights import RouterModel
+from tinydancer.model.weights import RouterModel, serving_model
 from tinydancer.runtime import use_sync_dispatch
 from tinydancer.text.encoder import LazyEncoder
 
@@ -79,7 +79,7 @@ class AgentRouter:
         self.ledger = DecisionLedger(self.config.decision_cache_size)
         self._permits: dict[str, int] = {}
         self._model = served_model(
-            model if model is not None else read_agent_model(self.config.model_path)
+            serving_model(model if model is not None else self.config.model_path, "agent")
         )
         self.registry.set_known_to_model(self._model.heads)
         self.registry.embedding_dim = self._model.dim
@@ -97,7 +97,7 @@ class AgentRouter:
         return self._model.model.version
 
     def reload(self, source: str | Path | RouterModel) -> str:
-        model = source if isinstance(source, RouterModel) else read_agent_model(Path(source))
+        model = serving_model(source, "agent")
         if model.embedding != self._model.model.embedding:
             raise ModelFileError(
                 model.version,

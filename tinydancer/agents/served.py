@@ -6,17 +6,15 @@ A `ServedModel` is immutable: `reload` prepares a new one off the lock and swaps
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import jax.numpy as jnp
 
-from tinydancer.errors import ModelFileError
 from tinydancer.model.conformal import uncertainty_table
 from tinydancer.model.quantization import dequantized, pack
-from tinydancer.model.weights import RouterModel, load_model, shipped_model_path
+from tinydancer.model.weights import RouterModel
 
-__all__ = ["ServedModel", "read_agent_model", "served_model"]
+__all__ = ["ServedModel", "served_model"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -29,15 +27,8 @@ class ServedModel:
     dim: int  # the embedding dimension (read on every request)
 
 
-def read_agent_model(path: Path | None) -> RouterModel:
-    """An agent model from `path`, or the shipped one."""
-    return load_model(path or shipped_model_path("agent"), expect_mode="agent")
-
-
 def served_model(model: RouterModel) -> ServedModel:
-    """`model` packed for `agents.kernel.score_agents` (refused unless an agent model)."""
-    if model.mode != "agent":
-        raise ModelFileError(model.version, "wrong model mode", expected="agent", found=model.mode)
+    """An agent model (see `weights.serving_model`) packed for `agents.kernel.score_agents`."""
     qpack, spack, fpack, layout = pack(model.stored)
     return ServedModel(
         model,

@@ -51,7 +51,7 @@ from tinydancer.model.staging import (
     bucket_for,
     is_aligned,
 )
-from tinydancer.model.weights import RouterModel, load_model, shipped_model_path
+from tinydancer.model.weights import RouterModel, serving_model
 from tinydancer.runtime import use_sync_dispatch
 from tinydancer.text.encoder import LazyEncoder
 
@@ -88,7 +88,9 @@ class Router:
             use_sync_dispatch()
         self._lock = threading.Lock()
         self.stats = RouterStats()
-        loaded = self._prepare(model if model is not None else self._read(self.config.model_path))
+        loaded = self._prepare(
+            serving_model(model if model is not None else self.config.model_path, "candidate")
+        )
         dim = loaded.dim
         self._staging = StagingBuffers(
             {
@@ -100,16 +102,8 @@ class Router:
         self._loaded = loaded
 
     # -- model management ---------------------------------------------------------------
-    @staticmethod
-    def _read(path: Path | None) -> RouterModel:
-        return load_model(path or shipped_model_path("candidate"), expect_mode="candidate")
-
     def _prepare(self, model: RouterModel) -> LoadedModel:
         """Move a model's weights to the device and compile + run every warm bucket."""
-        if model.mode != "candidate":
-            raise ModelFileError(
-                model.version, "wrong model mode", expected="candidate", found=model.mode
-            )
         feature_config = self.config.features or FeatureConfig.from_schema(
             model.feature_schema["features"]
         )
@@ -145,7 +139,7 @@ class Router:
         Requests in flight finish on the old weights; a bad file raises and changes nothing.
         The new model must read embeddings of the same dimension.
         """
-        model = source if isinstance(source, RouterModel) else self._read(Path(source))
+        model = serving_model(source, "candidate")
         if model.embedding.dim != self._loaded.dim:
             raise ModelFileError(
                 model.version,

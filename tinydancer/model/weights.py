@@ -40,7 +40,14 @@ from tinydancer.model.embedding import EmbeddingSpec
 from tinydancer.model.fastgrnn import FastGRNNConfig, matrix_names
 from tinydancer.model.quantization import QUANTIZATION_SCHEME, dequantize_numpy, stored_size_bytes
 
-__all__ = ["FORMAT_ID", "RouterModel", "load_model", "save_model", "shipped_model_path"]
+__all__ = [
+    "FORMAT_ID",
+    "RouterModel",
+    "load_model",
+    "save_model",
+    "serving_model",
+    "shipped_model_path",
+]
 
 FORMAT_ID = "tinydancer.fastgrnn.v1"
 Mode = Literal["candidate", "agent"]
@@ -292,6 +299,16 @@ def load_model(path: str | os.PathLike[str], *, expect_mode: Mode | None = None)
         version=metadata["version"],
         info=info,
     )
+
+
+def serving_model(source: RouterModel | str | os.PathLike[str] | None, mode: Mode) -> RouterModel:
+    """The `mode` model a router serves: `source` itself when a model, the file at
+    `source`, or the shipped one when None; refused (ModelFileError) unless of `mode`."""
+    if not isinstance(source, RouterModel):
+        return load_model(shipped_model_path(mode) if source is None else source, expect_mode=mode)
+    if source.mode != mode:
+        raise ModelFileError(source.version, "wrong model mode", expected=mode, found=source.mode)
+    return source
 
 
 def shipped_model_path(mode: Mode) -> Path:

@@ -24,7 +24,7 @@ from tinydancer.model.conformal import calibrate, uncertainty_table
 from tinydancer.model.embedding import EmbeddingSpec, aligned_empty
 from tinydancer.model.fastgrnn import FastGRNNConfig, init_params, matrix_names
 from tinydancer.model.quantization import quantize
-from tinydancer.model.weights import RouterModel, save_model
+from tinydancer.model.weights import RouterModel, load_model, save_model, shipped_model_path
 
 NOW = 1_763_000_000.0  # a fixed clock: 2025-11-13
 
@@ -392,6 +392,8 @@ def test_reload_swaps_weights_and_a_bad_file_changes_nothing(tmp_path):
         local.reload(tmp_path / "bad.safetensors")
     with pytest.raises(ModelFileError, match="embedding dimension"):
         local.reload(_random_model(dim=128))
+    with pytest.raises(ModelFileError, match="expected candidate, found agent"):
+        local.reload(load_model(shipped_model_path("agent")))
     assert local.route(RoutingRequest(query, batch)).model_version == other.version
 
 

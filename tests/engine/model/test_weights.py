@@ -8,7 +8,13 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 
 from tinydancer import ModelFileError
-from tinydancer.model.weights import FORMAT_ID, load_model, save_model, shipped_model_path
+from tinydancer.model.weights import (
+    FORMAT_ID,
+    load_model,
+    save_model,
+    serving_model,
+    shipped_model_path,
+)
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +124,18 @@ def test_expected_mode_is_enforced(shipped, tmp_path):
     path = save_model(shipped, tmp_path / "m.safetensors")
     with pytest.raises(ModelFileError, match="expected agent, found candidate"):
         load_model(path, expect_mode="agent")
+
+
+def test_serving_model_takes_a_model_a_file_or_the_shipped_one_of_its_mode(shipped, tmp_path):
+    assert serving_model(shipped, "candidate") is shipped
+    path = save_model(shipped, tmp_path / "m.safetensors")
+    assert serving_model(str(path), "candidate").content_hash() == shipped.content_hash()
+    assert serving_model(None, "candidate").content_hash() == shipped.content_hash()
+    assert serving_model(None, "agent").mode == "agent"
+    with pytest.raises(ModelFileError, match="expected agent, found candidate"):
+        serving_model(shipped, "agent")
+    with pytest.raises(ModelFileError, match="expected agent, found candidate"):
+        serving_model(path, "agent")
 
 
 @pytest.mark.parametrize(
