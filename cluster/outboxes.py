@@ -3,8 +3,9 @@ request path, one actor call per actor per `history_push_interval_s`.
 
 * `ForwardingLedger`: the replica's own decision ledger, whose entries also go to the
   shared ledger in the registry actor (client feedback may reach any replica);
-* `RoutedDecisions`: routed agent-mode requests (routes and the gateway's), whose history
-  rows are built at the next push for all of them at once, off the request path;
+* `RoutedDecisions`: routed requests (agent-mode routes and the gateway's, candidate-mode
+  routes), whose history rows are built at the next push for all of them at once, off
+  the request path;
 * `GatewayOutbox`: the gateway's `OutcomeSink`: each attempt's outcome, each finished
   answer and each decision of `/v1/chat/completions`. The registry applies the attempts
   in bulk (metrics, bandit) and keeps the answers for their quality report, the breaker
@@ -32,6 +33,7 @@ from tinydancer.history.records import (
     AttemptColumns,
     DecisionColumns,
     from_agent_decisions,
+    from_candidate_responses,
     from_columnar,
 )
 
@@ -40,12 +42,14 @@ __all__ = ["ForwardingLedger", "GatewayOutbox", "RoutedDecisions", "ship_learnin
 
 class RoutedDecisions:
     """Routed requests and their decisions, kept as they are until `take` builds their rows
-    (requests one by one or in batches, and columnar blocks of `/v1/route/batch`)."""
+    (requests one by one or in batches, columnar blocks of `/v1/route/batch`, and
+    candidate-mode queries with their responses)."""
 
     def __init__(self, replica: str) -> None:
         self.replica = replica
         self._batches: list[tuple[Sequence[AgentRequest], Sequence[AgentDecision], float]] = []
         self._blocks: list[tuple[np.ndarray, ColumnarDecisions, AgentRequest, float]] = []
+        self._candidates: list[tuple[np.ndarray, Any, float]] = []
         self._rows = 0
 
     def __len__(self) -> int:
@@ -61,10 +65,15 @@ class RoutedDecisions:
         self._blocks.append((block, decisions, template, time.time()))
         self._rows += len(decisions)
 
+    def add_candidates(self, query: np.ndarray, response: Any) -> None:
+        """A candidate-mode request: its query embedding and its `RoutingResponse`."""
+        self._candidates.append((query, response, time.time()))
+        self._rows += 1
+
     def take(self) -> list[DecisionColumns]:
         """The history rows of everything added since the last take."""
-        batches, blocks = self._batches, self._blocks
-        self._batches, self._blocks, self._rows = [], [], 0
+        batches, blocks, candidates = self._batches, self._blocks, self._candidates
+        self._batches, self._blocks, self._candidates, self._rows = [], [], [], 0
         out = [
             from_columnar(block, decisions, template, ts=ts, replica=self.replica)
             for block, decisions, template, ts in blocks
@@ -78,6 +87,9 @@ class RoutedDecisions:
                     replica=self.replica,
                 )
             )
+        if candidates:
+            queries, responses, ts = zip(*candidates, strict=True)
+            out.append(from_candidate_responses(queries, responses, ts=ts, replica=self.replica))
         return out
 
 

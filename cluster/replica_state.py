@@ -34,7 +34,6 @@ from tinydancer.history.records import (
     AttemptColumns,
     DecisionColumns,
     OutcomeColumns,
-    from_candidate_response,
 )
 from tinydancer.model.weights import load_model
 from tinydancer.runtime import use_compilation_cache
@@ -99,7 +98,7 @@ class ReplicaState:
         )
         self.registry_version = int(registry_snapshot["version"])
         self.snapshot_at = time.time()
-        self.decisions: list[DecisionColumns] = []
+        self.decisions: list[DecisionColumns] = []  # rows a failed push keeps for the next
         self.outcomes = OutcomeColumns()
         self.feedback_calls = FeedbackCoalescer(self._send_feedback)
         self.attempts = AttemptColumns()
@@ -299,9 +298,7 @@ class ReplicaState:
             (),
             mode="candidate",
         )
-        self.decisions.append(
-            from_candidate_response(query, response, ts=time.time(), replica=self.replica)
-        )
+        self.routed.add_candidates(query, response)  # its history row is built at the push
         return response.to_dict()
 
     async def _send_feedback(self, items: list[tuple[Any, ...]]) -> list[dict[str, Any]]:

@@ -1,5 +1,6 @@
 """RoutedDecisions (cluster/outboxes.py): a replica's routes and its gateway share one buffer,
-and a take builds the rows of everything added since the last take (columnar blocks too)."""
+and a take builds the rows of everything added since the last take (columnar blocks and
+candidate-mode routes too)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from tinydancer.agents.config import AgentRouterConfig
 from tinydancer.agents.registry import AgentRegistry
 from tinydancer.agents.router import AgentRouter
 from tinydancer.agents.types import AgentRequest
+from tinydancer.candidates.router import Router
+from tinydancer.candidates.types import Candidate, RoutingRequest
 from tinydancer.model.weights import load_model, shipped_model_path
 
 
@@ -41,3 +44,18 @@ def test_the_gateways_decisions_land_in_the_replicas_buffer_and_a_take_empties_i
     block_rows, one = routed.take()
     assert block_rows.request_id == list(columns.request_ids)
     assert block_rows.mode == ["agent"] * 4 and one.request_id == [decisions[0].request_id]
+
+    candidates = [
+        Candidate(id=f"doc-{i}", embedding=v, created_at=0.0) for i, v in enumerate(vectors)
+    ]
+    responses = [Router().route(RoutingRequest(q, candidates)) for q in vectors[:2]]
+    for query, response in zip(vectors[:2], responses, strict=True):
+        routed.add_candidates(query, response)  # what /v1/route/candidates keeps
+    routed.add(requests[:1], decisions[:1])
+    assert len(routed) == 3
+    one, both = routed.take()  # one row per candidate-mode request, all built at once
+    assert one.mode == ["agent"] and both.mode == ["candidate"] * 2
+    assert both.request_id == [r.request_id for r in responses]
+    assert both.chosen == [str(r.candidate_ids[0]) for r in responses]
+    assert both.embedding.shape == (2, 384) and both.replica == ["r1"] * 2
+    assert len(routed) == 0

@@ -22,7 +22,7 @@ __all__ = [
     "OutcomeColumns",
     "dequantize_embeddings",
     "from_agent_decisions",
-    "from_candidate_response",
+    "from_candidate_responses",
     "from_columnar",
     "quantize_embeddings",
 ]
@@ -310,32 +310,40 @@ def _json_lists(rows: list[tuple[str, ...]]) -> list[str]:
     return [encoded.get(r) or encoded.setdefault(r, json.dumps(list(r))) for r in rows]
 
 
-def from_candidate_response(
-    query: np.ndarray, response: Any, *, ts: float, replica: str | None = None
+def from_candidate_responses(
+    queries: Sequence[np.ndarray],
+    responses: Sequence[Any],
+    *,
+    ts: Sequence[float],
+    replica: str | None = None,
 ) -> DecisionColumns:
-    """One history row for a candidate-mode request: the top candidate and the next three."""
-    codes, scales = quantize_embeddings(np.asarray(query, np.float32)[None, :])
-    ids = [str(i) for i in response.candidate_ids[:4].tolist()]
+    """One history row per candidate-mode request (its query, its `RoutingResponse` and
+    when it was routed): the top candidate and the next three; the queries are quantized
+    together."""
+    n = len(responses)
+    codes, scales = quantize_embeddings(np.asarray(queries, np.float32).reshape(n, -1))
+    ids = [[str(i) for i in r.candidate_ids[:4].tolist()] for r in responses]
+    top = [float(r.confidence[0]) for r in responses]
     return DecisionColumns(
-        request_id=[response.request_id],
-        ts=[ts],
-        mode=["candidate"],
-        embedding=list(codes),
-        embedding_scale=scales.tolist(),
-        message_count=[1],
-        chosen=[ids[0]],
-        confidence=[float(response.confidence[0])],
-        uncertainty=[float(response.uncertainty[0])],
-        propensity=[1.0],
-        model_quality=[float(response.confidence[0])],
-        expected_quality=[None],
-        estimated_cost_usd=[None],
-        estimated_latency_ms=[None],
-        alternatives=[json.dumps(ids[1:])],
-        optimize_for=[None],
-        willingness_to_pay=[None],
-        constraints=[None],
-        model_version=[response.model_version],
-        inference_time_us=[response.inference_time_us + response.feature_time_us],
-        replica=[replica],
+        request_id=[r.request_id for r in responses],
+        ts=list(ts),
+        mode=["candidate"] * n,
+        embedding=codes,
+        embedding_scale=scales,
+        message_count=[1] * n,
+        chosen=[i[0] for i in ids],
+        confidence=top,
+        uncertainty=[float(r.uncertainty[0]) for r in responses],
+        propensity=[1.0] * n,
+        model_quality=list(top),
+        expected_quality=[None] * n,
+        estimated_cost_usd=[None] * n,
+        estimated_latency_ms=[None] * n,
+        alternatives=[json.dumps(i[1:]) for i in ids],
+        optimize_for=[None] * n,
+        willingness_to_pay=[None] * n,
+        constraints=[None] * n,
+        model_version=[r.model_version for r in responses],
+        inference_time_us=[r.inference_time_us + r.feature_time_us for r in responses],
+        replica=[replica] * n,
     )

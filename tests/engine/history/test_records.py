@@ -4,11 +4,14 @@ from_agent_decisions: rows built for many routed batches at once (what a replica
 each push) equal the rows built batch by batch when the decisions were made.
 from_columnar: the rows of a `/v1/route/batch` block keep their numeric columns as arrays
 and store the same values as the decisions returned.
+from_candidate_responses: the rows of many candidate-mode requests, built at once, store
+each request's top candidate, the next three and its query.
 """
 
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -17,10 +20,13 @@ from tinydancer.agents.config import AgentRouterConfig
 from tinydancer.agents.registry import AgentRegistry
 from tinydancer.agents.router import AgentRouter
 from tinydancer.agents.types import AgentRequest, Constraints
+from tinydancer.candidates.router import Router
+from tinydancer.candidates.types import Candidate, RoutingRequest
 from tinydancer.history.records import (
     DecisionColumns,
     dequantize_embeddings,
     from_agent_decisions,
+    from_candidate_responses,
     from_columnar,
 )
 from tinydancer.history.store import HistoryConfig, HistoryStore
@@ -113,3 +119,42 @@ def test_columnar_rows_skip_unroutable_rows_and_store_what_was_decided(router, t
     scales = np.array([r[8] for r in stored], np.float32)
     restored = dequantize_embeddings([r[7] for r in stored], scales)
     np.testing.assert_allclose(restored, block[picked], atol=float(scales.max()))
+
+
+def test_candidate_rows_built_at_once_store_each_requests_ranking_and_query(tmp_path):
+    router = Router()
+    rng = np.random.default_rng(5)
+    queries, responses = [], []
+    for size in (1, 3, 6):  # fewer than four candidates too
+        query = rng.normal(size=384).astype(np.float32)
+        candidates = [
+            Candidate(
+                id=f"c{size}-{i}",
+                embedding=rng.normal(size=384).astype(np.float32),
+                created_at=time.time() - 60.0 * i,
+            )
+            for i in range(size)
+        ]
+        queries.append(query)
+        responses.append(router.route(RoutingRequest(query, candidates)))
+
+    rows = from_candidate_responses(queries, responses, ts=[1.0, 2.0, 3.0], replica="r2")
+    assert rows.request_id == [r.request_id for r in responses]
+    assert rows.chosen == [str(r.candidate_ids[0]) for r in responses]
+    store = HistoryStore(HistoryConfig(path=tmp_path / "h.duckdb"))
+    store.append_decisions(rows)
+    assert store.flush() == 3
+    stored = store.query(
+        "SELECT request_id, mode, chosen, alternatives, confidence, propensity, epoch(ts), "
+        "embedding, embedding_scale, replica FROM decisions ORDER BY seq"
+    )
+    for row, response in zip(stored, responses, strict=True):
+        ranked = [str(i) for i in response.candidate_ids.tolist()]
+        assert row[:3] == (response.request_id, "candidate", ranked[0])
+        assert json.loads(row[3]) == ranked[1:4]
+        assert row[4] == pytest.approx(float(response.confidence[0]), rel=1e-6)
+        assert row[5] == 1.0 and row[9] == "r2"
+    assert [r[6] for r in stored] == [1.0, 2.0, 3.0]
+    scales = np.array([r[8] for r in stored], np.float32)
+    restored = dequantize_embeddings([r[7] for r in stored], scales)
+    np.testing.assert_allclose(restored, np.stack(queries), atol=float(scales.max()))
