@@ -48,7 +48,8 @@ def test_the_gateways_decisions_land_in_the_replicas_buffer_and_a_take_empties_i
     candidates = [
         Candidate(id=f"doc-{i}", embedding=v, created_at=0.0) for i, v in enumerate(vectors)
     ]
-    responses = [Router().route(RoutingRequest(q, candidates)) for q in vectors[:2]]
+    candidate_router = Router()
+    responses = [candidate_router.route(RoutingRequest(q, candidates)) for q in vectors[:2]]
     for query, response in zip(vectors[:2], responses, strict=True):
         routed.add_candidates(query, response)  # what /v1/route/candidates keeps
     routed.add(requests[:1], decisions[:1])

@@ -335,7 +335,7 @@ def from_candidate_responses(
         confidence=top,
         uncertainty=[float(r.uncertainty[0]) for r in responses],
         propensity=[1.0] * n,
-        model_quality=list(top),
+        model_quality=list(top),  # its own list: `extend` grows each column in place
         expected_quality=[None] * n,
         estimated_cost_usd=[None] * n,
         estimated_latency_ms=[None] * n,
