@@ -24,13 +24,23 @@ from cluster.config import AppArgs
 from cluster.default_agents import DEFAULT_AGENTS
 from cluster.fast_path import FastRoutes
 from cluster.gateway import CHAT_OPENAPI, OPENAI_ERROR_RESPONSES, to_http
-from cluster.http import AdminAuth, OrjsonResponse, create_api, plain, query_options, read_json
+from cluster.http import (
+    AdminAuth,
+    NotAcceptableError,
+    OrjsonResponse,
+    create_api,
+    plain,
+    prefers,
+    query_options,
+    read_json,
+)
 from cluster.http_models import (
     ERROR_RESPONSES,
     AgentPatch,
     BatchOptions,
     BatchRouteBody,
     CandidateRouteBody,
+    ErrorBody,
     FeedbackBody,
     ReloadBody,
     RouteBody,
@@ -38,6 +48,8 @@ from cluster.http_models import (
 from cluster.metrics import ReplicaMetrics, render_cluster_metrics
 from cluster.replica_state import ReplicaState
 from tinydancer.agents.agent import Agent
+from tinydancer.agents.columnar import ColumnarDecisions
+from tinydancer.agents.columnar_arrow import ARROW_STREAM, decisions_ipc
 from tinydancer.agents.types import AgentRequest
 from tinydancer.errors import FeedbackError, InvalidRequestError
 
@@ -63,6 +75,18 @@ BATCH_OPENAPI = {
             },
         },
     }
+}
+BATCH_RESPONSES = {
+    **ERROR_RESPONSES,
+    200: {
+        "description": "columnar decisions (JSON), or with `Accept: "
+        f"{ARROW_STREAM}` and an embeddings block, the same columns as one Arrow IPC stream",
+        "content": {ARROW_STREAM: {"schema": {"type": "string", "format": "binary"}}},
+    },
+    406: {
+        "model": ErrorBody,
+        "description": f"{ARROW_STREAM} asked for `requests` or `texts` (JSON only)",
+    },
 }
 _ADMIN: dict[str, AdminAuth] = {}  # this replica's admin token, checked before any body is read
 _FAST: dict[str, FastRoutes] = {}  # the routes this replica answers on the JSON fast path
@@ -190,10 +214,13 @@ class RouterDeployment:
     async def _route_body(self, body: RouteBody) -> dict[str, Any]:
         return await self.route(body.to_engine())
 
-    @api.post("/v1/route/batch", responses=ERROR_RESPONSES, openapi_extra=BATCH_OPENAPI)
+    @api.post("/v1/route/batch", responses=BATCH_RESPONSES, openapi_extra=BATCH_OPENAPI)
     async def http_route_batch(self, request: Request) -> Any:
         self.state.ensure_background()
         started = time.perf_counter()
+        accept = request.headers.get("accept", "")
+        arrow = prefers(accept, ARROW_STREAM)
+        out: ColumnarDecisions | dict[str, Any]
         if request.headers.get("content-type", "").startswith("application/octet-stream"):
             raw = await request.body()
             if len(raw) == 0 or len(raw) % (4 * 384):
@@ -208,6 +235,14 @@ class RouterDeployment:
             )
         else:
             body = BatchRouteBody.model_validate(await read_json(request))
+            if arrow and (body.texts is not None or body.requests is not None):
+                raise NotAcceptableError(
+                    "accept",
+                    accept,
+                    "application/json for `requests` and `texts`",
+                    f"{ARROW_STREAM} answers embedding blocks: a raw body, `embeddings` or "
+                    "`embeddings_b64`",
+                )
             if body.texts is not None:
                 out = self.state.route_texts(body.texts, body.template())
             elif body.requests is not None:
@@ -219,6 +254,10 @@ class RouterDeployment:
             else:
                 out = self.state.route_block(body.block(), body.template())
         self.metrics.route_latency.labels("route_batch").observe(time.perf_counter() - started)
+        if isinstance(out, ColumnarDecisions):
+            if arrow:
+                return Response(decisions_ipc(out), media_type=ARROW_STREAM)
+            return OrjsonResponse(out.to_dict())
         return OrjsonResponse(out)
 
     @api.post("/v1/route/candidates", responses=ERROR_RESPONSES)

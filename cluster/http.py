@@ -40,10 +40,12 @@ __all__ = [
     "AdminAuth",
     "AdminGate",
     "BodyLimit",
+    "NotAcceptableError",
     "OrjsonResponse",
     "create_api",
     "is_admin_route",
     "plain",
+    "prefers",
     "query_options",
     "read_json",
     "status_for",
@@ -57,7 +59,37 @@ class OrjsonResponse(JSONResponse):
         return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
+class NotAcceptableError(InvalidRequestError):
+    """The request's `Accept` header names no representation this call answers in (406)."""
+
+
+def prefers(accept: str, media_type: str) -> bool:
+    """Whether an `Accept` header asks for `media_type` over JSON: it names it with q > 0,
+    at a q no lower than JSON's (`application/json`, `application/*` or `*/*`; a tie goes
+    to the type the client named). Without the type named, JSON, as always."""
+    accept = accept.lower()
+    if media_type not in accept:
+        return False
+    weights: dict[str, float] = {}
+    for part in accept.split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        weight = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0  # an unreadable q is not consent
+        weights[media] = max(weights.get(media, 0.0), weight)
+    wanted = weights.get(media_type, 0.0)
+    json = max(weights.get(t, 0.0) for t in ("application/json", "application/*", "*/*"))
+    return wanted > 0 and wanted >= json
+
+
 def status_for(error: TinyDancerError) -> int:
+    if isinstance(error, NotAcceptableError):
+        return 406
     if isinstance(error, UnknownAgentError):
         return 404
     if isinstance(error, DuplicateAgentError):

@@ -21,6 +21,7 @@ from cluster.metrics import ReplicaMetrics
 from cluster.outboxes import ForwardingLedger, GatewayOutbox, RoutedDecisions, ship_learning
 from cluster.shards import StateShards
 from tinydancer.agents.breaker import BreakerView
+from tinydancer.agents.columnar import ColumnarDecisions
 from tinydancer.agents.config import AgentRouterConfig
 from tinydancer.agents.registry import AgentRegistry
 from tinydancer.agents.router import AgentRouter
@@ -281,11 +282,11 @@ class ReplicaState:
             for d, n in zip(decisions, tokens, strict=True)
         ]
 
-    def route_block(self, block: np.ndarray, template: AgentRequest) -> dict[str, Any]:
+    def route_block(self, block: np.ndarray, template: AgentRequest) -> ColumnarDecisions:
         columns = self.agent_router.route_embeddings(block, template)
         self.routed.add_block(block, columns, template)
         self.metrics.routes.labels("batch", "routed").inc(len(columns))
-        return columns.to_dict()
+        return columns
 
     def route_candidates(self, body: CandidateRouteBody) -> dict[str, Any]:
         dim = self.candidate_router.model.embedding.dim

@@ -99,6 +99,39 @@ def test_batch_routes_columns_from_base64_and_raw_bytes(cluster, http):
     assert bad.status_code == 422 and bad.json()["field"] == "body"
 
 
+def test_batch_answers_an_arrow_stream_when_asked(cluster, http):
+    import pyarrow as pa
+
+    arrow = "application/vnd.apache.arrow.stream"
+    block = np.stack([vector(400 + i) for i in range(120)])
+    reply = http.post(
+        "/v1/route/batch?optimize_for=quality",
+        content=block.astype("<f4").tobytes(),
+        headers={"content-type": "application/octet-stream", "accept": arrow},
+    )
+    assert reply.status_code == 200, reply.text
+    assert reply.headers["content-type"] == arrow
+    table = pa.ipc.open_stream(reply.content).read_all()
+    assert table.num_rows == 120 and table.schema.metadata[b"model_version"]
+    names = {a["name"] for a in http.get("/v1/agents").json()}
+    assert set(table.column("agent").to_pylist()) <= names
+    as_json = http.post(
+        "/v1/route/batch", json={"embeddings_b64": b64(block)}, headers={"accept": arrow}
+    )
+    assert as_json.status_code == 200 and as_json.headers["content-type"] == arrow
+    ids = table.column("request_id").to_pylist()
+    ids += pa.ipc.open_stream(as_json.content).read_all().column("request_id").to_pylist()
+    assert len(set(ids)) == 240
+    cluster.routed_ids.extend(ids)  # their history rows are checked after shutdown
+    # per-request forms answer JSON only: refused before anything is routed
+    refused = http.post(
+        "/v1/route/batch",
+        json={"requests": [{"embedding": vector(1).tolist()}]},
+        headers={"accept": arrow},
+    )
+    assert refused.status_code == 406 and refused.json()["field"] == "accept"
+
+
 def test_candidate_mode_over_http(cluster, http):
     now = time.time()
     candidates = [

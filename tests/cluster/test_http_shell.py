@@ -13,7 +13,7 @@ import pytest
 from fastapi import APIRouter, Request
 from fastapi.testclient import TestClient
 
-from cluster.http import AdminAuth, create_api, is_admin_route, read_json
+from cluster.http import AdminAuth, create_api, is_admin_route, prefers, read_json
 from cluster.http_models import AgentPatch, CandidateRouteBody, ReloadBody, RouteBody
 from tinydancer.agents.agent import Agent
 
@@ -188,3 +188,26 @@ def test_candidate_columns_need_one_value_per_id(client, column, values):
     assert reply.status_code == 422, reply.text
     message = reply.json()["message"]
     assert f"columns.{column}" in message and f"{len(values)} values for 2 ids" in message
+
+
+ARROW = "application/vnd.apache.arrow.stream"
+
+
+@pytest.mark.parametrize(
+    ("accept", "arrow"),
+    [
+        ("", False),
+        ("*/*", False),
+        ("application/json", False),
+        (ARROW, True),
+        ("Application/Vnd.Apache.Arrow.Stream", True),  # media types are case-insensitive
+        (f"{ARROW}, application/json", True),  # a tie goes to the type the client named
+        (f"application/json, {ARROW};q=0.9", False),
+        (f"{ARROW};q=0.5, */*;q=0.1", True),
+        (f"{ARROW};q=0", False),  # q=0: "not acceptable"
+        (f"{ARROW};q=lots", False),  # an unreadable q is not consent
+        (f"{ARROW}x", False),  # another type that merely starts the same
+    ],
+)
+def test_accept_negotiation(accept, arrow):
+    assert prefers(accept, ARROW) is arrow
