@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -40,11 +41,17 @@ class ColumnarDecisions:
     expected_quality: np.ndarray
     estimated_cost_usd: np.ndarray
     model_quality: np.ndarray
-    alternatives: list[tuple[str, ...]]  # rows with the same ranking share one tuple
+    rankings: list[tuple[str, ...]]  # the distinct alternatives (ranked agents after the choice)
+    ranking_index: np.ndarray  # (N,) each row's entry in `rankings`
     model_version: str
 
     def __len__(self) -> int:
         return len(self.request_ids)
+
+    @cached_property
+    def alternatives(self) -> list[tuple[str, ...]]:
+        """Each row's alternatives (rows with the same ranking share one tuple)."""
+        return [self.rankings[c] for c in self.ranking_index.tolist()]
 
     @property
     def agents(self) -> list[str | None]:
@@ -86,8 +93,6 @@ def columnar_decisions(
     ranked_by_code = [
         tuple(snap.names[k] for k in order[r][finite[r]].tolist()) for r in first.tolist()
     ]
-    alternatives_by_code = [ranked[1:] for ranked in ranked_by_code]
-    codes = inverse.tolist()
     result = ColumnarDecisions(
         request_ids=ids,
         agent_names=list(snap.names),
@@ -97,7 +102,8 @@ def columnar_decisions(
         expected_quality=out[rows_index, OUT["quality"], pick],
         estimated_cost_usd=out[rows_index, OUT["cost"], pick],
         model_quality=out[rows_index, OUT["model_quality"], pick],
-        alternatives=[alternatives_by_code[c] for c in codes],
+        rankings=[ranked[1:] for ranked in ranked_by_code],
+        ranking_index=inverse,
         model_version=model_version,
     )
     if not remember:

@@ -27,18 +27,15 @@ def decisions_table(decisions: ColumnarDecisions) -> pa.Table:
     names = pa.array(decisions.agent_names, pa.string())
     index = np.asarray(decisions.agent_index, np.int32)
     agent = pa.DictionaryArray.from_arrays(pa.array(index, mask=index < 0), names)
+    # the few distinct rankings once, then each row's by index: no loop over rows
     position = {name: i for i, name in enumerate(decisions.agent_names)}
-    lengths = np.fromiter(map(len, decisions.alternatives), np.int32, len(decisions))
-    offsets = np.zeros(len(decisions) + 1, np.int32)
-    np.cumsum(lengths, out=offsets[1:])
-    flat = np.fromiter(
-        map(position.__getitem__, itertools.chain.from_iterable(decisions.alternatives)),
-        np.int32,
-        int(offsets[-1]),
-    )
+    rankings = decisions.rankings
+    offsets = np.zeros(len(rankings) + 1, np.int32)
+    np.cumsum([len(r) for r in rankings], out=offsets[1:])
+    flat = [position[name] for name in itertools.chain.from_iterable(rankings)]
     alternatives = pa.ListArray.from_arrays(
-        pa.array(offsets), pa.DictionaryArray.from_arrays(pa.array(flat), names)
-    )
+        pa.array(offsets), pa.DictionaryArray.from_arrays(pa.array(flat, pa.int32()), names)
+    ).take(pa.array(np.asarray(decisions.ranking_index, np.int64)))
     columns = {
         "request_id": pa.array(decisions.request_ids, pa.string()),
         "agent": agent,

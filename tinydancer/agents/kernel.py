@@ -125,7 +125,7 @@ def _draw_utilities(
     return _utility(q, weights, cost, latency, similarity, ok)
 
 
-def _wins_stacked(
+def _choice_wins(
     slabs: tuple[jax.Array, ...],
     z0: jax.Array,
     z1: jax.Array,
@@ -133,38 +133,30 @@ def _wins_stacked(
     best: jax.Array,
 ) -> jax.Array:
     """(B,) the draws among z (A, S-1) in which `best` (B,) is the first maximum of the
-    slabs (each (A, B)), all draws of all agents at once."""
-    samples = _draw_utilities(
-        tuple(v[:, None] for v in slabs),
-        z0[:, :, None],
-        z1[:, :, None],
-        [w[None, None, :] for w in weights],
-    )  # (A, S-1, B)
-    rank = jnp.arange(samples.shape[0], dtype=jnp.int32)[:, None, None]
-    first = best[None, None, :]
-    # `best` is the first maximum iff it beats every earlier agent and ties no later
-    # one; beating u strictly is reaching the next float above u: one reduction.
-    rivals = jnp.where(
-        rank == first,
-        -jnp.inf,
-        jnp.where(rank < first, jnp.nextafter(samples, jnp.inf), samples),
-    ).max(axis=0)  # (S-1, B)
-    own = jnp.take_along_axis(samples, first, axis=0)[0]  # (S-1, B)
-    return (own >= rivals).sum(axis=0)
-
-
-def _wins_by_agent(
-    slabs: tuple[jax.Array, ...],
-    z0: jax.Array,
-    z1: jax.Array,
-    weights: list[jax.Array],
-    best: jax.Array,
-) -> jax.Array:
-    """What `_wins_stacked` counts, one agent's (S-1, B) slab at a time: the choice's own
-    utility and the maxima of the agents before and after it."""
+    slabs (each (A, B)): it beats every earlier agent strictly and no later one does
+    better. All draws of all agents at once, or for a large batch one agent's (S-1, B)
+    slab at a time (the choice's own utility and the maxima before and after it)."""
+    agents, batch = z0.shape[0], best.shape[0]
+    if batch < _BY_AGENT_MIN_BATCH or agents > _BY_AGENT_MAX_AGENTS:
+        samples = _draw_utilities(
+            tuple(v[:, None] for v in slabs),
+            z0[:, :, None],
+            z1[:, :, None],
+            [w[None, None, :] for w in weights],
+        )  # (A, S-1, B)
+        rank = jnp.arange(agents, dtype=jnp.int32)[:, None, None]
+        first = best[None, None, :]
+        # beating u strictly is reaching the next float above u: one reduction
+        rivals = jnp.where(
+            rank == first,
+            -jnp.inf,
+            jnp.where(rank < first, jnp.nextafter(samples, jnp.inf), samples),
+        ).max(axis=0)  # (S-1, B)
+        own = jnp.take_along_axis(samples, first, axis=0)[0]  # (S-1, B)
+        return (own >= rivals).sum(axis=0)
     first = best[None, :]
-    own = before = after = jnp.full((z0.shape[1], best.shape[0]), -jnp.inf)  # (S-1, B)
-    for a in range(z0.shape[0]):
+    own = before = after = jnp.full((z0.shape[1], batch), -jnp.inf)  # (S-1, B)
+    for a in range(agents):
         sample = _draw_utilities(
             tuple(v[a][None] for v in slabs),
             z0[a][:, None],
@@ -272,9 +264,7 @@ def score_agents(
         )  # (A, B)
         latency_t = jnp.broadcast_to(latency, cost.shape).T
         slabs = (mean_t, v0_t, v1_t, cost_t, latency_t, similarity_t, ok_t)
-        weights = [col[name] for name in _WEIGHTS]
-        by_agent = len(offsets) >= _BY_AGENT_MIN_BATCH and agents_count <= _BY_AGENT_MAX_AGENTS
-        wins = (_wins_by_agent if by_agent else _wins_stacked)(slabs, z0, z1, weights, best)
+        wins = _choice_wins(slabs, z0, z1, [col[name] for name in _WEIGHTS], best)
         share = (1.0 + wins.astype(jnp.float32)) / draws  # draw 0 is the choice's own win
         propensity = jnp.where(ok & (index[None, :] == best[:, None]), share[:, None], 0.0)
     else:
