@@ -273,11 +273,12 @@ def from_columnar(
     pick: Any = slice(None) if every else rows
     codes, scales = quantize_embeddings(np.asarray(block, np.float32)[pick])
     n = len(rows)
-    names = decisions.agent_names
-    ids, alternatives = decisions.request_ids, decisions.alternatives
+    ids = decisions.request_ids
     if not every:
         ids = [ids[i] for i in rows.tolist()]
-        alternatives = [alternatives[i] for i in rows.tolist()]
+    # rows share few rankings and few agents: each distinct one is encoded once, then taken
+    rankings = np.array([json.dumps(list(r)) for r in decisions.rankings] or [""], object)
+    names = np.array(decisions.agent_names or [""], object)
     confidence = decisions.confidence[pick]
     return DecisionColumns(
         request_id=list(ids),
@@ -286,7 +287,7 @@ def from_columnar(
         embedding=codes,
         embedding_scale=scales,
         message_count=np.ones(n, np.int32),
-        chosen=[names[i] for i in index[rows].tolist()],
+        chosen=names[index[pick]].tolist(),
         confidence=confidence,
         uncertainty=decisions.uncertainty[pick],
         propensity=confidence,
@@ -294,7 +295,7 @@ def from_columnar(
         expected_quality=decisions.expected_quality[pick],
         estimated_cost_usd=decisions.estimated_cost_usd[pick],
         estimated_latency_ms=[None] * n,
-        alternatives=_json_lists(alternatives),
+        alternatives=rankings[decisions.ranking_index[pick]].tolist(),
         optimize_for=[template.optimize_for] * n,
         willingness_to_pay=[template.willingness_to_pay] * n,
         constraints=[_constraints_json(template)] * n,
@@ -302,12 +303,6 @@ def from_columnar(
         inference_time_us=np.zeros(n),
         replica=[replica] * n,
     )
-
-
-def _json_lists(rows: list[tuple[str, ...]]) -> list[str]:
-    """JSON arrays for rows of names; rows repeat, so each distinct one is encoded once."""
-    encoded: dict[tuple[str, ...], str] = {}
-    return [encoded.get(r) or encoded.setdefault(r, json.dumps(list(r))) for r in rows]
 
 
 def from_candidate_responses(
