@@ -11,7 +11,9 @@
 * handle `route` vs an echo handle call, alternating call by call;
 * one columnar /v1/route/batch call of 10,000 requests (raw float32 body), requests/s, and
   then alternating with the body-reading echo given the same 15 MB body (the transport's
-  share: proxy, Serve's ingress, the client's upload and parse).
+  share: proxy, Serve's ingress, the client's upload and parse);
+* 200 such calls in a row with Arrow answers: p50, p99 and the replica's generation-2
+  garbage collections during them (from `/v1/stats`).
 
 `TINYDANCER_CLUSTER_BENCH_S` sets the seconds of load per side (default 20; the CI smoke
 run with --benchmark-disable uses 2).
@@ -275,6 +277,55 @@ def test_batch_of_10k_requests(benchmark, running):
             f"{batch * 1e3:.0f} ms, Arrow {arrow * 1e3:.0f} ms ({10_000 / arrow:.0f} "
             f"requests/s), echo {floor * 1e3:.0f} ms (the echo's is Serve's and HTTP's share)"
         )
+
+
+def test_batch_calls_in_a_row(benchmark, running):
+    """The issue's measure of the columnar ledger over HTTP: 200 raw-body calls of 10k
+    requests in a row, each answered as an Arrow stream. It reports their p50 and p99 and
+    the replica's generation-2 collections during the calls, read from `/v1/stats` (its
+    `gc.get_stats()`) before and after. The CI smoke run makes 10 calls."""
+    cluster, _, _ = running
+    benchmark.group = "cluster /v1/route/batch, calls in a row"
+    calls = 10 if benchmark.disabled else 200
+    raw = np.random.default_rng(5).normal(size=(10_000, 384)).astype("<f4").tobytes()
+    headers = {"content-type": "application/octet-stream", "accept": ARROW}
+    latencies: list[float] = []
+    collections: list[list[int]] = []
+    with httpx.Client(timeout=120) as client:
+
+        def gc_counts() -> list[int]:
+            reply = client.get(f"{cluster.url}/v1/stats")
+            assert reply.status_code == 200, reply.text[:300]
+            return [int(c) for c in reply.json()["replica_gc_collections"]]
+
+        def run() -> None:
+            collections.append(gc_counts())
+            for _ in range(calls):
+                t0 = time.perf_counter()
+                reply = client.post(f"{cluster.url}/v1/route/batch", content=raw, headers=headers)
+                assert reply.status_code == 200, reply.text[:300]
+                _read_arrow(reply.content)
+                latencies.append(time.perf_counter() - t0)
+            collections.append(gc_counts())
+
+        client.post(f"{cluster.url}/v1/route/batch", content=raw, headers=headers)  # warm
+        benchmark.pedantic(run, rounds=1, iterations=1)
+    assert len(latencies) == calls and len(collections) == 2
+    p50, p99 = float(np.percentile(latencies, 50)), float(np.percentile(latencies, 99))
+    full = collections[1][2] - collections[0][2]
+    benchmark.extra_info |= {
+        "calls": calls,
+        "p50_s": p50,
+        "p99_s": p99,
+        "p99_over_p50": p99 / p50,
+        "requests_per_s_at_p50": 10_000 / p50,
+        "replica_gen2_collections": full,
+    }
+    print(
+        f"\nbatch, {calls} calls in a row (Arrow answers): p50 {p50 * 1e3:.0f} ms "
+        f"({10_000 / p50:,.0f} requests/s), p99 {p99 * 1e3:.0f} ms ({p99 / p50:.2f}x p50), "
+        f"{full} generation-2 collections in the replica"
+    )
 
 
 ARROW = "application/vnd.apache.arrow.stream"

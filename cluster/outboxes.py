@@ -70,10 +70,20 @@ class RoutedDecisions:
         self._candidates.append((query, response, time.time()))
         self._rows += 1
 
+    def detach(self) -> RoutedDecisions:
+        """Everything added since the last detach or take, as a `RoutedDecisions` of its own;
+        this one starts empty. Called where the adds happen (the replica's event loop), so the
+        detached one can build its rows in another thread while routing goes on."""
+        detached = RoutedDecisions(self.replica)
+        detached._batches, detached._blocks = self._batches, self._blocks
+        detached._candidates, detached._rows = self._candidates, self._rows
+        self._batches, self._blocks, self._candidates, self._rows = [], [], [], 0
+        return detached
+
     def take(self) -> list[DecisionColumns]:
         """The history rows of everything added since the last take."""
-        batches, blocks, candidates = self._batches, self._blocks, self._candidates
-        self._batches, self._blocks, self._candidates, self._rows = [], [], [], 0
+        pending = self.detach()
+        batches, blocks, candidates = pending._batches, pending._blocks, pending._candidates
         out = [
             from_columnar(block, decisions, template, ts=ts, replica=self.replica)
             for block, decisions, template, ts in blocks

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import logging
 import threading
 import time
@@ -105,6 +106,7 @@ class ReplicaState:
         self.attempts = AttemptColumns()
         self.history_dropped = 0
         self._task: asyncio.Task[None] | None = None
+        self._pushing = asyncio.Lock()  # one push at a time: drain() waits for the loop's
         self._last_metrics = 0.0
 
     def _warm_in_background(self) -> None:
@@ -178,8 +180,17 @@ class ReplicaState:
         return len(self.routed) + sum(len(b) for b in self.decisions)
 
     async def push(self) -> None:
+        async with self._pushing:
+            await self._push()
+
+    async def _push(self) -> None:
         await self.ship_learning()
-        self.decisions.extend(self.routed.take())
+        # The rows are built in a worker thread (a 10k-row block's quantization and columns
+        # take ~10 ms, most of it numpy, which lets go of the GIL): the event loop goes on
+        # receiving and routing meanwhile.
+        pending = self.routed.detach()
+        if len(pending):
+            self.decisions.extend(await asyncio.to_thread(pending.take))
         decisions, self.decisions = self.decisions, []
         outcomes, self.outcomes = self.outcomes, OutcomeColumns()
         attempts, self.attempts = self.attempts, AttemptColumns()
@@ -365,6 +376,8 @@ class ReplicaState:
             "replica_pending_records": self.pending_records(),
             "replica_history_dropped": self.history_dropped,
             "snapshot_age_s": time.time() - self.snapshot_at,
+            # the replica process's garbage collections so far, per generation (0, 1, 2)
+            "replica_gc_collections": [g["collections"] for g in gc.get_stats()],
         }
 
     async def metrics_view(self) -> tuple[dict[str, Any], dict[str, Any]]:
