@@ -1,17 +1,41 @@
-"""History maintenance on the writer's connection: incremental Parquet exports and
-retention (raw rows older than a horizon folded into per-day aggregates).
+"""History maintenance on the writer's connection: incremental Parquet exports,
+retention (raw rows older than a horizon folded into per-day aggregates) and how often
+DuckDB checkpoints its write-ahead log.
 
-Both run under the store's lock, after a flush (`HistoryStore.export` / `.compact`).
+Exports and retention run under the store's lock, after a flush (`HistoryStore.export` /
+`.compact`).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import duckdb
 
-__all__ = ["compact_before", "export_tables"]
+from tinydancer.errors import HistoryError
+
+__all__ = ["checkpoint_threshold_sql", "compact_before", "export_tables"]
+
+_SIZE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
+
+
+def checkpoint_threshold_sql(size: str) -> str:
+    """The statement that makes DuckDB checkpoint its write-ahead log into the file when
+    the log reaches `size` (validated here: it is spliced into the SQL).
+
+    DuckDB's default of 16 MB is three 10k-row decision batches. Each checkpoint rewrites
+    the table's last row group in full. Measured in process: a 10k-row flush took 73-80 ms
+    of CPU with 16 MB and 43-56 ms with 64 MB to 1 GB. A larger log costs a longer replay
+    when the file is reopened after a crash: 2.0 s for a 345 MB log (450k decisions).
+    """
+    if not isinstance(size, str) or not _SIZE.fullmatch(size.strip()):
+        raise HistoryError(
+            f"checkpoint_threshold: got {size!r}; expected a size such as '256MB' "
+            "(a number and B, KB, MB, GB or TB)"
+        )
+    return f"SET checkpoint_threshold = '{size.strip()}'"
 
 
 def _literal(path: Path) -> str:

@@ -14,14 +14,14 @@ INSERT per record. A crash loses at most the unflushed buffer: at most
 `flush_if_due()` at least that often (the HistoryStore actor does); with
 `age_from_decision_ts` a decision's age counts from its own `ts`, delivery included.
 
-Outcomes are never dropped: a repeat for the same request is stored with
-`duplicate = true` (the `outcomes_latest` view skips it); an outcome that arrives
-before its decision, or for a request the store never saw, is stored as is and shows up
-in `integrity()` as unmatched (it joins as soon as its decision arrives).
+Outcomes are never dropped: a repeat for the same request is stored with `duplicate = true`
+(the `outcomes_latest` view skips it); one that arrives before its decision, or for a request
+the store never saw, is stored as is and counted as unmatched by `integrity()` until its
+decision arrives. DuckDB checkpoints its log every `checkpoint_threshold` (see maintenance).
 
-DuckDB lets one process open a file read-write, so analysts read Parquet exports
-(`export()`, incremental by ingestion sequence, one directory per table) with any engine,
-or `tinydancer analytics --db EXPORT_DIR`, while the writer keeps running.
+DuckDB lets one process open a file read-write, so analysts read Parquet exports (`export()`,
+incremental by ingestion sequence, one directory per table) with any engine, or `tinydancer
+analytics --db EXPORT_DIR`, while the writer keeps running.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ import pyarrow as pa
 from tinydancer.agents.endpoint import redact_snapshot
 from tinydancer.errors import HistoryError
 from tinydancer.history.arrow import attempt_table, decision_table, micros, timestamps
-from tinydancer.history.maintenance import compact_before, export_tables
+from tinydancer.history.maintenance import checkpoint_threshold_sql, compact_before, export_tables
 from tinydancer.history.records import AttemptColumns, DecisionColumns, OutcomeColumns
 from tinydancer.history.schema import MIGRATIONS, SCHEMA_VERSION, TABLES, create_statements
 
@@ -68,6 +68,7 @@ class HistoryConfig:
     age_from_decision_ts: bool = False
     export_dir: str | os.PathLike[str] | None = None
     retention_days: float | None = None  # None = keep raw rows for ever
+    checkpoint_threshold: str = "256MB"
 
 
 class HistoryStore:
@@ -79,6 +80,7 @@ class HistoryStore:
         self._lock = threading.RLock()
         path = Path(self.config.path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        threshold = checkpoint_threshold_sql(self.config.checkpoint_threshold)
         try:
             self._con = duckdb.connect(str(path))
         except duckdb.Error as exc:
@@ -86,6 +88,7 @@ class HistoryStore:
                 f"cannot open history file {path}: {exc} (only one process may write it; "
                 "analysts should read its Parquet exports)"
             ) from None
+        self._con.execute(threshold)
         self._migrate()
         # Never below the export high-water mark: after compaction deletes a table's newest
         # rows, restarting at max(seq) would reuse exported numbers and skip new rows.
@@ -109,13 +112,9 @@ class HistoryStore:
         self._attempts = AttemptColumns()
         self._oldest: float | None = None
         self.stats = {
-            "decisions": 0,
-            "outcomes": 0,
-            "attempts": 0,
-            "duplicate_outcomes": 0,
-            "flushes": 0,
-            "last_flush_s": 0.0,
-        }
+            "decisions": 0, "outcomes": 0, "attempts": 0, "duplicate_outcomes": 0,
+            "flushes": 0, "last_flush_s": 0.0,
+        }  # fmt: skip
 
     # -- schema -------------------------------------------------------------------------------
     def _scalar(self, sql: str, params: list[Any] | None = None) -> Any:

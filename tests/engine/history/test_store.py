@@ -76,6 +76,29 @@ os._exit(0)  # no close(), no checkpoint: a crash
     assert count(path, "decisions") == 8
 
 
+@pytest.mark.parametrize("size, checkpointed", [("1KB", True), ("1GB", False)])
+def test_the_log_is_checkpointed_once_it_reaches_the_configured_size(
+    tmp_path: Path, size: str, checkpointed: bool
+):
+    path, wal = tmp_path / "h.duckdb", tmp_path / "h.duckdb.wal"
+    store = HistoryStore(HistoryConfig(path=path, checkpoint_threshold=size))
+    store.append_decisions(decision_columns(DECISIONS))
+    store.flush()
+    logged = wal.stat().st_size if wal.exists() else 0
+    assert (logged == 0) is checkpointed, f"{logged} bytes still in the log"
+    store.close()
+    assert count(path, "decisions") == len(DECISIONS)
+
+
+@pytest.mark.parametrize("size", ["lots", "1GB'; DROP TABLE decisions; --", 5, "-1MB"])
+def test_a_checkpoint_size_that_is_not_a_size_is_refused_before_the_file_opens(
+    tmp_path: Path, size: object
+):
+    with pytest.raises(HistoryError, match=r"checkpoint_threshold: got .*expected a size"):
+        HistoryStore(HistoryConfig(path=tmp_path / "h.duckdb", checkpoint_threshold=size))  # type: ignore[arg-type]
+    assert not (tmp_path / "h.duckdb").exists()
+
+
 def test_close_then_a_read_only_connection_sees_every_row(tmp_path: Path):
     path = tmp_path / "h.duckdb"
     write_history(path).close()
