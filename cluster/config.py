@@ -75,6 +75,12 @@ class AppArgs(BaseModel):
         gt=0,
         description="fold raw rows older than this into daily aggregates (hourly); None = keep",
     )
+    history_checkpoint_threshold: str = Field(
+        "256MB",
+        pattern=r"(?i)^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
+        description="DuckDB checkpoints the history's write-ahead log into the file at this "
+        "size, such as '256MB'; a restarted history actor replays up to this much",
+    )
     snapshot_interval_s: float = Field(
         0.25, gt=0, le=1.0, description="replicas refresh registry/breaker state"
     )

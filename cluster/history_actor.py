@@ -32,6 +32,7 @@ class HistoryStoreActor:
                 max_buffer_age_s=args.history_max_buffer_age_s,
                 age_from_decision_ts=True,  # the loss bound holds in client time
                 retention_days=args.history_retention_days,
+                checkpoint_threshold=args.history_checkpoint_threshold,
             )
         )
         self.export_interval_s = args.export_interval_s

@@ -52,6 +52,20 @@ def test_the_serve_config_shards_the_state_actors_and_refuses_a_bad_count(monkey
             build_app({**args, "state_shards": bad})
 
 
+def test_the_history_checkpoint_size_is_validated_with_the_app_args():
+    """A size DuckDB reads is accepted; anything else fails naming the field and value."""
+    from pydantic import ValidationError
+
+    from tinydancer.history.maintenance import checkpoint_threshold_sql
+
+    for good in ("256MB", "1.5GiB", "64 mb"):
+        size = AppArgs.model_validate({"history_checkpoint_threshold": good})
+        assert checkpoint_threshold_sql(size.history_checkpoint_threshold)  # the store agrees
+    for bad in ("lots", "1GB'; DROP TABLE decisions; --", "-1MB", ""):
+        with pytest.raises(ValidationError, match=r"history_checkpoint_threshold\n.*pattern"):
+            AppArgs.model_validate({"history_checkpoint_threshold": bad})
+
+
 def test_build_app_turns_args_into_deployment_options(monkeypatch):
     from cluster.app import build_app
 
