@@ -14,6 +14,7 @@ from tinydancer.agents.bandit import BanditConfig
 from tinydancer.agents.breaker import BreakerConfig
 from tinydancer.agents.shards import MAX_SHARDS
 from tinydancer.gateway.config import GatewayConfig
+from tinydancer.history.maintenance import CHECKPOINT_SIZE
 
 __all__ = ["AppArgs", "AutoscalingArgs", "admin_token_from"]
 
@@ -77,7 +78,7 @@ class AppArgs(BaseModel):
     )
     history_checkpoint_threshold: str = Field(
         "256MB",
-        pattern=r"(?i)^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
+        pattern=CHECKPOINT_SIZE,
         description="DuckDB checkpoints the history's write-ahead log into the file at this "
         "size, such as '256MB'; a restarted history actor replays up to this much",
     )

@@ -16,9 +16,10 @@ import duckdb
 
 from tinydancer.errors import HistoryError
 
-__all__ = ["checkpoint_threshold_sql", "compact_before", "export_tables"]
+__all__ = ["CHECKPOINT_SIZE", "checkpoint_threshold_sql", "compact_before", "export_tables"]
 
-_SIZE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
+# A size DuckDB reads, such as '256MB' (also the app args' pattern for the same setting)
+CHECKPOINT_SIZE = r"(?i)^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$"
 
 
 def checkpoint_threshold_sql(size: str) -> str:
@@ -30,7 +31,7 @@ def checkpoint_threshold_sql(size: str) -> str:
     of CPU with 16 MB and 43-56 ms with 64 MB to 1 GB. A larger log costs a longer replay
     when the file is reopened after a crash: 2.0 s for a 345 MB log (450k decisions).
     """
-    if not isinstance(size, str) or not _SIZE.fullmatch(size.strip()):
+    if not isinstance(size, str) or not re.match(CHECKPOINT_SIZE, size.strip()):
         raise HistoryError(
             f"checkpoint_threshold: got {size!r}; expected a size such as '256MB' "
             "(a number and B, KB, MB, GB or TB)"
