@@ -14,7 +14,7 @@ from tinydancer.agents.bandit import BanditConfig
 from tinydancer.agents.breaker import BreakerConfig
 from tinydancer.agents.shards import MAX_SHARDS
 from tinydancer.gateway.config import GatewayConfig
-from tinydancer.history.maintenance import CHECKPOINT_SIZE
+from tinydancer.history.maintenance import CHECKPOINT_SIZE, DEFAULT_CHECKPOINT_SIZE
 
 __all__ = ["AppArgs", "AutoscalingArgs", "admin_token_from"]
 
@@ -77,7 +77,7 @@ class AppArgs(BaseModel):
         description="fold raw rows older than this into daily aggregates (hourly); None = keep",
     )
     history_checkpoint_threshold: str = Field(
-        "256MB",
+        DEFAULT_CHECKPOINT_SIZE,
         pattern=CHECKPOINT_SIZE,
         description="DuckDB checkpoints the history's write-ahead log into the file at this "
         "size, such as '256MB'; a restarted history actor replays up to this much",

@@ -16,10 +16,17 @@ import duckdb
 
 from tinydancer.errors import HistoryError
 
-__all__ = ["CHECKPOINT_SIZE", "checkpoint_threshold_sql", "compact_before", "export_tables"]
+__all__ = [
+    "CHECKPOINT_SIZE",
+    "DEFAULT_CHECKPOINT_SIZE",
+    "checkpoint_threshold_sql",
+    "compact_before",
+    "export_tables",
+]
 
 # A size DuckDB reads, such as '256MB' (also the app args' pattern for the same setting)
 CHECKPOINT_SIZE = r"(?i)^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$"
+DEFAULT_CHECKPOINT_SIZE = "256MB"  # why this size: checkpoint_threshold_sql
 
 
 def checkpoint_threshold_sql(size: str) -> str:
@@ -34,7 +41,7 @@ def checkpoint_threshold_sql(size: str) -> str:
     if not isinstance(size, str) or not re.match(CHECKPOINT_SIZE, size.strip()):
         raise HistoryError(
             f"checkpoint_threshold: got {size!r}; expected a size such as '256MB' "
-            "(a number and B, KB, MB, GB or TB)"
+            "(a number and B, KB, MB, GB or TB, or KiB to TiB)"
         )
     return f"SET checkpoint_threshold = '{size.strip()}'"
 

@@ -26,7 +26,11 @@ runs, in order, when a store opens an older file.
 
 from __future__ import annotations
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "TABLES", "create_statements"]
+from typing import Any
+
+from tinydancer.errors import HistoryError
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "TABLES", "create_statements", "migrate"]
 
 SCHEMA_VERSION = 3
 
@@ -81,3 +85,31 @@ MIGRATIONS: dict[int, list[str]] = {
     ],
     2: ["ALTER TABLE outcomes ADD COLUMN IF NOT EXISTS stitched BOOLEAN"],
 }
+
+
+def migrate(con: Any) -> None:
+    """Bring the file on `con` (a DuckDB connection) to `SCHEMA_VERSION`: run the
+    migrations from its version on, then create what is missing. A file with no
+    `schema_info` but a `decisions` table is version 1; an empty one is new."""
+    con.execute("CREATE TABLE IF NOT EXISTS schema_info (key VARCHAR PRIMARY KEY, value VARCHAR)")
+    found = con.execute("SELECT value FROM schema_info WHERE key = 'schema_version'").fetchone()
+    if found is None:
+        exists = con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'decisions'"
+        ).fetchone()
+        version = 1 if exists and exists[0] else SCHEMA_VERSION
+    else:
+        version = int(found[0])
+    if version > SCHEMA_VERSION:
+        raise HistoryError(
+            f"history file has schema version {version}; this Tiny Dancer reads up to "
+            f"{SCHEMA_VERSION} (upgrade Tiny Dancer)"
+        )
+    for step in range(version, SCHEMA_VERSION):
+        for statement in MIGRATIONS[step]:
+            con.execute(statement)
+    for statement in create_statements():
+        con.execute(statement)
+    con.execute(
+        "INSERT OR REPLACE INTO schema_info VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
+    )

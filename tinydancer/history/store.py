@@ -41,9 +41,14 @@ import pyarrow as pa
 from tinydancer.agents.endpoint import redact_snapshot
 from tinydancer.errors import HistoryError
 from tinydancer.history.arrow import attempt_table, decision_table, micros, timestamps
-from tinydancer.history.maintenance import checkpoint_threshold_sql, compact_before, export_tables
+from tinydancer.history.maintenance import (
+    DEFAULT_CHECKPOINT_SIZE,
+    checkpoint_threshold_sql,
+    compact_before,
+    export_tables,
+)
 from tinydancer.history.records import AttemptColumns, DecisionColumns, OutcomeColumns
-from tinydancer.history.schema import MIGRATIONS, SCHEMA_VERSION, TABLES, create_statements
+from tinydancer.history.schema import TABLES, migrate
 
 __all__ = ["HistoryConfig", "HistoryStore"]
 
@@ -68,7 +73,7 @@ class HistoryConfig:
     age_from_decision_ts: bool = False
     export_dir: str | os.PathLike[str] | None = None
     retention_days: float | None = None  # None = keep raw rows for ever
-    checkpoint_threshold: str = "256MB"
+    checkpoint_threshold: str = DEFAULT_CHECKPOINT_SIZE
 
 
 class HistoryStore:
@@ -89,7 +94,7 @@ class HistoryStore:
                 "analysts should read its Parquet exports)"
             ) from None
         self._con.execute(threshold)
-        self._migrate()
+        migrate(self._con)
         # Never below the export high-water mark: after compaction deletes a table's newest
         # rows, restarting at max(seq) would reuse exported numbers and skip new rows.
         self._seq = {
@@ -112,41 +117,18 @@ class HistoryStore:
         self._attempts = AttemptColumns()
         self._oldest: float | None = None
         self.stats = {
-            "decisions": 0, "outcomes": 0, "attempts": 0, "duplicate_outcomes": 0,
-            "flushes": 0, "last_flush_s": 0.0,
-        }  # fmt: skip
+            "decisions": 0,
+            "outcomes": 0,
+            "attempts": 0,
+            "duplicate_outcomes": 0,
+            "flushes": 0,
+            "last_flush_s": 0.0,
+        }
 
     # -- schema -------------------------------------------------------------------------------
     def _scalar(self, sql: str, params: list[Any] | None = None) -> Any:
         row = self._con.execute(sql, params or []).fetchone()
         return None if row is None else row[0]
-
-    def _migrate(self) -> None:
-        con = self._con
-        con.execute(
-            "CREATE TABLE IF NOT EXISTS schema_info (key VARCHAR PRIMARY KEY, value VARCHAR)"
-        )
-        found = con.execute("SELECT value FROM schema_info WHERE key = 'schema_version'").fetchone()
-        if found is None:
-            exists = con.execute(
-                "SELECT count(*) FROM information_schema.tables WHERE table_name = 'decisions'"
-            ).fetchone()
-            version = 1 if exists and exists[0] else SCHEMA_VERSION
-        else:
-            version = int(found[0])
-        if version > SCHEMA_VERSION:
-            raise HistoryError(
-                f"history file has schema version {version}; this Tiny Dancer reads up to "
-                f"{SCHEMA_VERSION} (upgrade Tiny Dancer)"
-            )
-        for step in range(version, SCHEMA_VERSION):
-            for statement in MIGRATIONS[step]:
-                con.execute(statement)
-        for statement in create_statements():
-            con.execute(statement)
-        con.execute(
-            "INSERT OR REPLACE INTO schema_info VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
-        )
 
     @property
     def schema_version(self) -> int:
