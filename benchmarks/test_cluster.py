@@ -283,13 +283,17 @@ def test_batch_calls_in_a_row(benchmark, running):
     """The issue's measure of the columnar ledger over HTTP: 200 raw-body calls of 10k
     requests in a row, each answered as an Arrow stream. It reports their p50 and p99 and
     the replica's generation-2 collections during the calls, read from `/v1/stats` (its
-    `gc.get_stats()`) before and after. The CI smoke run makes 10 calls."""
+    `gc.get_stats()`) before and after, and the same percentiles of the replica's own
+    phases (its `Server-Timing` header: reading the body, routing, building the answer)
+    and of the rest of each call (the wire, the ingress, the client). The CI smoke run
+    makes 10 calls."""
     cluster, _, _ = running
     benchmark.group = "cluster /v1/route/batch, calls in a row"
     calls = 10 if benchmark.disabled else 200
     raw = np.random.default_rng(5).normal(size=(10_000, 384)).astype("<f4").tobytes()
     headers = {"content-type": "application/octet-stream", "accept": ARROW}
     latencies: list[float] = []
+    phases: list[dict[str, float]] = []
     collections: list[list[int]] = []
     with httpx.Client(timeout=120) as client:
 
@@ -306,6 +310,7 @@ def test_batch_calls_in_a_row(benchmark, running):
                 assert reply.status_code == 200, reply.text[:300]
                 _read_arrow(reply.content)
                 latencies.append(time.perf_counter() - t0)
+                phases.append(_server_timing(reply.headers["server-timing"]))
             collections.append(gc_counts())
 
         client.post(f"{cluster.url}/v1/route/batch", content=raw, headers=headers)  # warm
@@ -313,6 +318,9 @@ def test_batch_calls_in_a_row(benchmark, running):
     assert len(latencies) == calls and len(collections) == 2
     p50, p99 = float(np.percentile(latencies, 50)), float(np.percentile(latencies, 99))
     full = collections[1][2] - collections[0][2]
+    split = {name: np.array([p[name] for p in phases]) for name in phases[0]}
+    split["outside"] = np.array(latencies) * 1e3 - sum(split.values())
+    percentiles = {name: np.percentile(ms, [50, 99]).tolist() for name, ms in split.items()}
     benchmark.extra_info |= {
         "calls": calls,
         "p50_s": p50,
@@ -320,15 +328,23 @@ def test_batch_calls_in_a_row(benchmark, running):
         "p99_over_p50": p99 / p50,
         "requests_per_s_at_p50": 10_000 / p50,
         "replica_gen2_collections": full,
+        "phase_p50_p99_ms": percentiles,
     }
     print(
         f"\nbatch, {calls} calls in a row (Arrow answers): p50 {p50 * 1e3:.0f} ms "
         f"({10_000 / p50:,.0f} requests/s), p99 {p99 * 1e3:.0f} ms ({p99 / p50:.2f}x p50), "
-        f"{full} generation-2 collections in the replica"
+        f"{full} generation-2 collections in the replica\n  p50 / p99 ms: "
+        + ", ".join(f"{name} {mid:.0f} / {tail:.0f}" for name, (mid, tail) in percentiles.items())
     )
 
 
 ARROW = "application/vnd.apache.arrow.stream"
+
+
+def _server_timing(header: str) -> dict[str, float]:
+    """`read;dur=24.20, route;dur=...` -> {"read": 24.2, ...} (milliseconds)."""
+    parts = (part.strip().partition(";dur=") for part in header.split(","))
+    return {name: float(ms) for name, _, ms in parts}
 
 
 def _read_arrow(content: bytes) -> int:

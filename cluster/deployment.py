@@ -33,6 +33,7 @@ from cluster.http import (
     prefers,
     query_options,
     read_json,
+    server_timing,
 )
 from cluster.http_models import (
     ERROR_RESPONSES,
@@ -82,6 +83,13 @@ BATCH_RESPONSES = {
         "description": "columnar decisions (JSON), or with `Accept: "
         f"{ARROW_STREAM}` and an embeddings block, the same columns as one Arrow IPC stream",
         "content": {ARROW_STREAM: {"schema": {"type": "string", "format": "binary"}}},
+        "headers": {
+            "Server-Timing": {
+                "description": "the replica's time reading the body, routing and building the "
+                "answer: `read;dur=<ms>, route;dur=<ms>, encode;dur=<ms>`",
+                "schema": {"type": "string"},
+            }
+        },
     },
     406: {
         "model": ErrorBody,
@@ -223,6 +231,7 @@ class RouterDeployment:
         out: ColumnarDecisions | dict[str, Any]
         if request.headers.get("content-type", "").startswith("application/octet-stream"):
             raw = await request.body()
+            read = time.perf_counter()
             if len(raw) == 0 or len(raw) % (4 * 384):
                 raise InvalidRequestError(
                     "body",
@@ -235,6 +244,7 @@ class RouterDeployment:
             )
         else:
             body = BatchRouteBody.model_validate(await read_json(request))
+            read = time.perf_counter()
             if arrow and (body.texts is not None or body.requests is not None):
                 raise NotAcceptableError(
                     "accept",
@@ -253,12 +263,21 @@ class RouterDeployment:
                 out = {"decisions": results}
             else:
                 out = self.state.route_block(body.block(), body.template())
-        self.metrics.route_latency.labels("route_batch").observe(time.perf_counter() - started)
-        if isinstance(out, ColumnarDecisions):
-            if arrow:
-                return Response(decisions_ipc(out), media_type=ARROW_STREAM)
-            return OrjsonResponse(out.to_dict())
-        return OrjsonResponse(out)
+        routed = time.perf_counter()
+        self.metrics.route_latency.labels("route_batch").observe(routed - started)
+        response: Response
+        if not isinstance(out, ColumnarDecisions):
+            response = OrjsonResponse(out)
+        elif arrow:
+            response = Response(decisions_ipc(out), media_type=ARROW_STREAM)
+        else:
+            response = OrjsonResponse(out.to_dict())
+        # reading (and parsing) the body, routing, building the answer: the rest of a
+        # client's wall time is the wire and the ingress
+        response.headers["server-timing"] = server_timing(
+            read=read - started, route=routed - read, encode=time.perf_counter() - routed
+        )
+        return response
 
     @api.post("/v1/route/candidates", responses=ERROR_RESPONSES)
     async def http_route_candidates(self, body: CandidateRouteBody) -> Any:

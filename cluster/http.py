@@ -48,6 +48,7 @@ __all__ = [
     "prefers",
     "query_options",
     "read_json",
+    "server_timing",
     "status_for",
 ]
 
@@ -352,6 +353,12 @@ def plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [plain(v) for v in value]
     return value
+
+
+def server_timing(**phases: float) -> str:
+    """A `Server-Timing` header (W3C) from phase durations in seconds: `read;dur=24.20, ...`
+    in milliseconds, so a client can tell the server's part of a slow call from the wire's."""
+    return ", ".join(f"{name};dur={seconds * 1e3:.2f}" for name, seconds in phases.items())
 
 
 def query_options(request: Request) -> dict[str, Any]:

@@ -132,6 +132,30 @@ def test_batch_answers_an_arrow_stream_when_asked(cluster, http):
     assert refused.status_code == 406 and refused.json()["field"] == "accept"
 
 
+def test_batch_answers_say_where_the_replica_spent_its_time(cluster, http):
+    block = np.stack([vector(700 + i) for i in range(200)])
+    calls = [
+        {
+            "content": block.astype("<f4").tobytes(),
+            "headers": {"content-type": "application/octet-stream"},
+        },
+        {"json": {"embeddings_b64": b64(block)}},
+    ]
+    for call in calls:
+        started = time.perf_counter()
+        reply = http.post("/v1/route/batch", **call)
+        wall_ms = (time.perf_counter() - started) * 1e3
+        assert reply.status_code == 200, reply.text
+        phases = {}
+        for part in reply.headers["server-timing"].split(","):
+            name, _, duration = part.strip().partition(";dur=")
+            phases[name] = float(duration)
+        assert list(phases) == ["read", "route", "encode"]
+        assert all(ms >= 0 for ms in phases.values()), phases
+        assert 0 < sum(phases.values()) <= wall_ms, (phases, wall_ms)  # within the client's call
+        cluster.routed_ids.extend(reply.json()["request_id"])
+
+
 def test_candidate_mode_over_http(cluster, http):
     now = time.time()
     candidates = [
