@@ -199,7 +199,13 @@ def test_candidate_mode_over_http(cluster, http):
         ),
         ({"embedding_b64": "not base64!"}, "embedding_b64"),
         ({}, ""),
-        ({"embedding": vector().tolist(), "constraints": {"max_cost_usd": 0.0}}, ""),
+        (  # the capability too: the fuzzer's admin calls may leave a free agent behind
+            {
+                "embedding": vector().tolist(),
+                "constraints": {"max_cost_usd": 0.0, "required_capabilities": ["no-agent-has-it"]},
+            },
+            "",
+        ),
     ],
     ids=[
         "dimension",
