@@ -37,7 +37,7 @@ from ray import serve
 from starlette.requests import Request
 
 from cluster.config import AppArgs
-from cluster.http import OrjsonResponse, create_api
+from cluster.http import OrjsonResponse, create_api, read_server_timing
 from cluster.http_models import RouteBody
 from cluster.runner import LocalCluster
 
@@ -310,7 +310,7 @@ def test_batch_calls_in_a_row(benchmark, running):
                 assert reply.status_code == 200, reply.text[:300]
                 _read_arrow(reply.content)
                 latencies.append(time.perf_counter() - t0)
-                phases.append(_server_timing(reply.headers["server-timing"]))
+                phases.append(read_server_timing(reply.headers["server-timing"]))
             collections.append(gc_counts())
 
         client.post(f"{cluster.url}/v1/route/batch", content=raw, headers=headers)  # warm
@@ -339,12 +339,6 @@ def test_batch_calls_in_a_row(benchmark, running):
 
 
 ARROW = "application/vnd.apache.arrow.stream"
-
-
-def _server_timing(header: str) -> dict[str, float]:
-    """`read;dur=24.20, route;dur=...` -> {"read": 24.2, ...} (milliseconds)."""
-    parts = (part.strip().partition(";dur=") for part in header.split(","))
-    return {name: float(ms) for name, _, ms in parts}
 
 
 def _read_arrow(content: bytes) -> int:

@@ -48,6 +48,7 @@ __all__ = [
     "prefers",
     "query_options",
     "read_json",
+    "read_server_timing",
     "server_timing",
     "status_for",
 ]
@@ -359,6 +360,12 @@ def server_timing(**phases: float) -> str:
     """A `Server-Timing` header (W3C) from phase durations in seconds: `read;dur=24.20, ...`
     in milliseconds, so a client can tell the server's part of a slow call from the wire's."""
     return ", ".join(f"{name};dur={seconds * 1e3:.2f}" for name, seconds in phases.items())
+
+
+def read_server_timing(header: str) -> dict[str, float]:
+    """`server_timing`'s header back as {phase: milliseconds} (for clients and benchmarks)."""
+    parts = (part.strip().partition(";dur=") for part in header.split(","))
+    return {name: float(ms) for name, _, ms in parts}
 
 
 def query_options(request: Request) -> dict[str, Any]:
