@@ -6,6 +6,8 @@ from_columnar: the rows of a `/v1/route/batch` block keep their numeric columns 
 and store the same values as the decisions returned.
 from_candidate_responses: the rows of many candidate-mode requests, built at once, store
 each request's top candidate, the next three and its query.
+quantize_embeddings: each row's int8 codes and scale, in blocks of rows or not, are the
+row's own (max |x| / 127, codes rounded from x / scale), zero rows included.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from tinydancer.history.records import (
     from_agent_decisions,
     from_candidate_responses,
     from_columnar,
+    quantize_embeddings,
 )
 from tinydancer.history.store import HistoryConfig, HistoryStore
 from tinydancer.model.weights import load_model, shipped_model_path
@@ -158,3 +161,19 @@ def test_candidate_rows_built_at_once_store_each_requests_ranking_and_query(tmp_
     scales = np.array([r[8] for r in stored], np.float32)
     restored = dequantize_embeddings([r[7] for r in stored], scales)
     np.testing.assert_allclose(restored, np.stack(queries), atol=float(scales.max()))
+
+
+@pytest.mark.parametrize("rows", [0, 1, 511, 512, 513, 1300])
+def test_each_row_is_quantized_on_its_own_scale_across_blocks(rows):
+    rng = np.random.default_rng(rows)
+    x = rng.normal(size=(rows, 384)) * rng.choice([0.0, 1e-3, 1.0, 50.0], size=(rows, 1))
+    codes, scales = quantize_embeddings(x)
+    assert codes.dtype == np.int8 and codes.shape == (rows, 384)
+    assert scales.dtype == np.float32 and scales.shape == (rows,)
+    top = np.abs(x).max(axis=1).astype(np.float32) / 127
+    want_scales = np.where(top > 0, top, 1).astype(np.float32)
+    np.testing.assert_allclose(scales, want_scales, rtol=1e-6)
+    want = np.clip(np.rint(x.astype(np.float32) / want_scales[:, None]), -127, 127)
+    assert np.abs(codes.astype(np.int16) - want).max(initial=0) <= 1  # rounding at .5 only
+    assert (np.abs(codes).max(axis=1, initial=0)[top > 0] == 127).all()
+    assert (codes[top == 0] == 0).all()
