@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import socket
 import sys
 import tempfile
@@ -72,10 +73,34 @@ def haproxy_binary() -> str:
     return str(get_haproxy_binary())
 
 
+_LISTEN_PORTS_FROM = 20_000  # above Ray's worker ports (10002-19999 by default)
+
+
 def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A port free now and below the kernel's range for the local ends of outgoing
+    connections. HAProxy binds it seconds later, when Serve starts it; a port from that
+    range (what binding port 0 gives) can meanwhile become the local end of one of Ray's
+    loopback connections, and HAProxy then exits with "Address already in use" (seen in CI).
+    """
+    low = _ephemeral_ports()[0]
+    draw = random.SystemRandom()
+    for _ in range(100):
+        port = draw.randrange(_LISTEN_PORTS_FROM, low) if low > _LISTEN_PORTS_FROM + 100 else 0
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise RuntimeError(f"no free port on {host} between {_LISTEN_PORTS_FROM} and {low}")
+
+
+def _ephemeral_ports() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32_768, 60_999  # Linux's default
 
 
 def haproxy_environment(host: str, run_dir: Path) -> dict[str, str]:

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 
 import pytest
 
-from cluster.ingress import DRAIN_WINDOW_S, haproxy_environment, ingress_environment, main
+from cluster.ingress import (
+    DRAIN_WINDOW_S,
+    _ephemeral_ports,
+    haproxy_environment,
+    ingress_environment,
+    main,
+)
 
 # The shape of the configuration Serve 2.60 writes (frontends, stats, metrics, a gRPC one).
 GENERATED = """\
@@ -90,3 +97,16 @@ def test_a_stopping_replica_drains_for_the_short_local_window_unless_told_otherw
     monkeypatch.setenv("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "12")
     env = haproxy_environment("127.0.0.1", tmp_path)
     assert env["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] == "12"
+
+
+def test_haproxy_ports_are_outside_the_range_outgoing_connections_take(tmp_path):
+    """HAProxy binds them seconds after they are chosen: a port an outgoing connection can
+    take meanwhile (the ephemeral range) made it exit with "Address already in use"."""
+    low, high = _ephemeral_ports()
+    for _ in range(20):
+        env = haproxy_environment("127.0.0.1", tmp_path)
+        for name in ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT"):
+            port = int(env[name])
+            assert 20_000 <= port < low, (name, port, low, high)
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", port))  # free when chosen
